@@ -328,8 +328,8 @@ def test_quarto_config():
     want = build_docs.sidebar_yml(build_docs.find_pages(NBS))
     assert (NBS/'sidebar.yml').read_text() == want, \
         'nbs/sidebar.yml is out of date with the notebooks: run `python tools/build_docs.py --sidebar`'
-    listed = [i if isinstance(i, str) else i['contents'] for i in yaml.safe_load(want)['website']['sidebar']['contents']]
-    flat = [x for i in listed for x in ([i] if isinstance(i, str) else i)]
+    listed = [i['contents'] if 'section' in i else [i] for i in yaml.safe_load(want)['website']['sidebar']['contents']]
+    flat = [x if isinstance(x, str) else x['href'] for i in listed for x in i]
     assert flat == [p.relative_to(NBS).as_posix() for p in site_notebooks()]
     assert cfg.custom_sidebar, ('settings.ini has custom_sidebar = False, so nbdev_docs would replace nbs/sidebar.yml '
                                 'with its own (no API/Tutorials sections): set custom_sidebar = True')

@@ -90,7 +90,7 @@ def sidebar_yml(pages) -> str:
     "nbs/sidebar.yml for Quarto (`nbdev_docs`): the same pages, order and sections as the offline site."
     contents = []
     for sec, ps in sidebar_sections(pages):
-        items = [str(p.rel) for p in ps]
+        items = [{'text': 'Home', 'href': str(p.rel)} if str(p.rel) == 'index.ipynb' else str(p.rel) for p in ps]
         if sec is None: contents += items
         else: contents.append({'section': sec, 'contents': items})
     head = ('# Quarto sidebar of the docs site. Generated from the notebooks in nbs/ by\n'
@@ -104,7 +104,7 @@ def process_notebook(path: str) -> dict:
     "Run nbdev's docs processors (what `nbdev_docs` feeds Quarto) on one notebook; JSON-able result."
     from execnb.nbio import read_nb, nb2dict
     from nbdev.processors import FilterDefaults
-    path = Path(path).resolve()
+    path, t0 = Path(path).resolve(), time.time()
     os.environ['IN_TEST'] = '1'   # as nbdev's docs processing sets it
     here = os.getcwd()
     os.chdir(path.parent)
@@ -115,7 +115,8 @@ def process_notebook(path: str) -> dict:
             FilterDefaults()(nb)
     except Exception as e:
         cause = e.__cause__ or e.__context__
-        msg = str(e)
+        lines = str(e).splitlines()
+        msg = '\n'.join(lines[:8] + (['    ...'] if len(lines) > 8 else []))
         if cause is not None: msg += f'\n    {type(cause).__name__}: {cause}'
         if isinstance(cause, NameError):
             msg += ('\n    nbdev runs every exported cell and every cell holding an import to render show_doc '
@@ -123,7 +124,7 @@ def process_notebook(path: str) -> dict:
                     '(see the nbdev FAQ, "Found cells containing imports and other code").')
         return dict(error=msg)
     finally: os.chdir(here)
-    return dict(nb=nb2dict(nb), frontmatter=dict(getattr(nb, 'frontmatter_', None) or {}),
+    return dict(nb=nb2dict(nb), frontmatter=dict(getattr(nb, 'frontmatter_', None) or {}), seconds=time.time() - t0,
                 warnings=[str(w.message).split('\n')[0] for w in ws if 'imports and other code' in str(w.message)])
 
 def process_all(pages, jobs):
@@ -390,7 +391,7 @@ def build(nbs=None, out=None, jobs=None, log=print):
                          + '\n'.join(errors))
     for p, r in zip(pages, results):
         for w in r.get('warnings', []): log(f'warning: {p.rel}: {w}')
-    log(f'nbdev processing: {time.time() - t0:.1f}s')
+    log(f'nbdev processing: {time.time() - t0:.1f}s (' + ', '.join(f'{p.rel.stem} {r["seconds"]:.1f}s' for p, r in zip(pages, results)) + ')')
     tmp = Path(tempfile.mkdtemp(prefix='.docs-', dir=out.parent))
     try:
         problems = render_site(pages, results, tmp, nbs)
