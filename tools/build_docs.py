@@ -2,6 +2,7 @@
 
     python tools/build_docs.py              # write the site to _docs/ (open _docs/index.html)
     python tools/build_docs.py --sidebar    # also rewrite nbs/sidebar.yml (Quarto's sidebar) from nbs/
+    python tools/build_docs.py --no-cache   # process every notebook again (see CACHE)
 
 `nbdev_docs` renders the site with Quarto, which these machines cannot install. This builds the
 same site from the same notebooks: each notebook goes through nbdev's own docs processing (the
@@ -15,10 +16,12 @@ Notebooks are not executed: pages show their saved outputs. (Like `nbdev_docs`, 
 processing runs the exported cells and the import cells, to render `show_doc`.) Pages are ordered
 as in the sidebar: index.ipynb (the home page), then the numbered notebooks (section "API"), then one
 section per sub-folder (e.g. tutorials/). All links are relative: the site works from file:// and
-from any static web server. A notebook that nbdev cannot process fails the build, naming it.
+from any static web server. A notebook that nbdev cannot process fails the build, naming it;
+so does a link to a notebook that is not in the site. nbdev's processing of a notebook is cached
+under build/docs-cache/, keyed on the notebook, the library's sources, settings.ini and versions.
 """
 from __future__ import annotations
-import argparse, json, multiprocessing, os, re, shutil, sys, tempfile, time, warnings
+import argparse, hashlib, json, multiprocessing, os, re, shutil, sys, tempfile, time, warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -27,6 +30,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = Path(__file__).resolve().parent/'docs_site'
+CACHE = ROOT/'build'/'docs-cache'   # nbdev-processed notebooks, by hash of everything they depend on
+
+# nbconvert -> nbformat -> jsonschema imports the optional IRI-syntax checker rfc3987_syntax when it
+# is installed, which compiles a grammar (over a second per process); nbformat never checks IRIs.
+sys.modules.setdefault('rfc3987_syntax', None)
 API_SECTION = 'API'
 
 # ---------------------------------------------------------------- the pages and their order
@@ -127,13 +135,37 @@ def process_notebook(path: str) -> dict:
     return dict(nb=nb2dict(nb), frontmatter=dict(getattr(nb, 'frontmatter_', None) or {}), seconds=time.time() - t0,
                 warnings=[str(w.message).split('\n')[0] for w in ws if 'imports and other code' in str(w.message)])
 
-def process_all(pages, jobs):
-    "nbdev-process every page's notebook in `jobs` worker processes (as nbdev_docs does)."
-    ctx = multiprocessing.get_context('spawn')
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from build_docs import process_notebook   # by module name, so that spawned workers can import it
-    with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(pages))), mp_context=ctx) as ex:
-        return list(ex.map(process_notebook, [str(p.src) for p in pages]))
+def _cache_key(nb: Path) -> str:
+    "Hash of what nbdev's processing of `nb` depends on: the notebook, the library, settings, versions."
+    from importlib.metadata import version
+    from nbdev.config import get_config
+    cfg = get_config()
+    h = hashlib.sha256(' '.join(version(p) for p in ('nbdev', 'execnb', 'fastcore')).encode())
+    for f in [nb, cfg.config_file, Path(__file__), *sorted(Path(cfg.lib_path).rglob('*.py'))]:
+        h.update(str(f).encode()); h.update(f.read_bytes())
+    return h.hexdigest()[:32]
+
+def process_all(pages, jobs, cache=True):
+    "nbdev-process every page's notebook in `jobs` worker processes (as nbdev_docs does), or take it from the cache."
+    keys = [_cache_key(p.src) for p in pages]
+    results = [json.loads((CACHE/f'{k}.json').read_text()) if cache and (CACHE/f'{k}.json').exists() else None for k in keys]
+    todo = [i for i, r in enumerate(results) if r is None]
+    if todo:
+        ctx = multiprocessing.get_context('spawn')
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from build_docs import process_notebook   # by module name, so that spawned workers can import it
+        with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(todo))), mp_context=ctx) as ex:
+            for i, r in zip(todo, ex.map(process_notebook, [str(pages[i].src) for i in todo])): results[i] = r
+    if cache:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        for i in todo:
+            if 'error' in results[i]: continue
+            tmp = CACHE/f'.{keys[i]}.tmp'
+            tmp.write_text(json.dumps(results[i])); tmp.replace(CACHE/f'{keys[i]}.json')
+        for f in CACHE.glob('*.json'):
+            if f.stem not in keys: f.unlink()
+    for i, r in enumerate(results): r['cached'] = i not in todo
+    return results
 
 # ---------------------------------------------------------------- Quarto markup -> HTML/markdown
 
@@ -375,7 +407,7 @@ def render_site(pages, results, out_dir: Path, nbs: Path):
 
 # ---------------------------------------------------------------- the command
 
-def build(nbs=None, out=None, jobs=None, log=print):
+def build(nbs=None, out=None, jobs=None, cache=True, log=print):
     "Build the site from `nbs` into `out` (replaced only when the build succeeds); returns the pages."
     from nbdev.config import get_config
     cfg = get_config()
@@ -384,14 +416,14 @@ def build(nbs=None, out=None, jobs=None, log=print):
     t0 = time.time()
     pages = find_pages(nbs)
     log(f'{len(pages)} notebooks: ' + ', '.join(str(p.rel) for p in pages))
-    results = process_all(pages, jobs or os.cpu_count() or 1)
+    results = process_all(pages, jobs or os.cpu_count() or 1, cache)
     errors = [f'{p.rel}: {r["error"]}' for p, r in zip(pages, results) if 'error' in r]
     if errors:
         raise SystemExit('nbdev could not process these notebooks for the docs (nbdev_docs would fail the same way):\n'
                          + '\n'.join(errors))
     for p, r in zip(pages, results):
         for w in r.get('warnings', []): log(f'warning: {p.rel}: {w}')
-    log(f'nbdev processing: {time.time() - t0:.1f}s (' + ', '.join(f'{p.rel.stem} {r["seconds"]:.1f}s' for p, r in zip(pages, results)) + ')')
+    log(f'nbdev processing: {time.time() - t0:.1f}s (' + ', '.join((f'{p.rel.stem} cached' if r['cached'] else f'{p.rel.stem} {r["seconds"]:.1f}s') for p, r in zip(pages, results)) + ')')
     tmp = Path(tempfile.mkdtemp(prefix='.docs-', dir=out.parent))
     try:
         problems = render_site(pages, results, tmp, nbs)
@@ -409,6 +441,7 @@ def main(argv=None):
     ap.add_argument('--nbs', help='notebook folder (default: settings.ini nbs_path)')
     ap.add_argument('--out', help='output folder (default: settings.ini doc_path, _docs)')
     ap.add_argument('--jobs', type=int, help='notebooks processed at once (default: CPU count)')
+    ap.add_argument('--no-cache', action='store_true', help=f'process every notebook again (cache: {CACHE.relative_to(ROOT)}/)')
     ap.add_argument('--sidebar', action='store_true', help='also write nbs/sidebar.yml for Quarto')
     a = ap.parse_args(argv)
     os.chdir(ROOT)
@@ -417,6 +450,6 @@ def main(argv=None):
         nbs = Path(a.nbs or get_config().nbs_path)
         (nbs/'sidebar.yml').write_text(sidebar_yml(find_pages(nbs)))
         print(f'wrote {nbs/"sidebar.yml"}')
-    build(a.nbs, a.out, a.jobs)
+    build(a.nbs, a.out, a.jobs, cache=not a.no_cache)
 
 if __name__ == '__main__': main()
