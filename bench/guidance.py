@@ -40,17 +40,22 @@ def time_overhead(pipe, batch, steps, repeats, device, dtype, warmup=2):
     x_T = torch.randn((batch,) + shape, generator=g).to(device, dtype)
     z = torch.randn((batch,) + shape, generator=g)
     kw = dict(num_inference_steps=steps, guidance_scale=5.0, output_type='latent', **embeds(pipe, 'a tench', batch, device))
-    def plain():
-        sync(device); t0 = time.perf_counter(); pipe(latents=x_T.clone(), **kw); sync(device); return time.perf_counter() - t0
+    cpu = []
+    def timed(f):
+        sync(device); t0, c0 = time.perf_counter(), time.process_time(); f(); sync(device)
+        cpu.append(time.process_time() - c0)
+        return time.perf_counter() - t0
+    def plain(): return timed(lambda: pipe(latents=x_T.clone(), **kw))
     def guided():
-        sync(device); t0 = time.perf_counter()
-        with coda_guidance(pipe, z, 0.05, 0.9): pipe(latents=x_T.clone(), **kw)
-        sync(device); return time.perf_counter() - t0
+        def run():
+            with coda_guidance(pipe, z, 0.05, 0.9): pipe(latents=x_T.clone(), **kw)
+        return timed(run)
     for _ in range(warmup): plain(); guided()
-    tp, tg = [], []
+    tp, tg, cp, cg = [], [], [], []
     for r in range(repeats):  # interleaved, alternating order, so drifts in machine load hit both
-        if r % 2: tg.append(guided()); tp.append(plain())
-        else: tp.append(plain()); tg.append(guided())
+        for f, t, c in ((plain, tp, cp), (guided, tg, cg))[::(-1 if r % 2 else 1)]:
+            t.append(f()); c.append(cpu[-1])
+    time_overhead.cpu_ratio = statistics.median(cg) / statistics.median(cp)  # process time: less sensitive to other processes
     return statistics.median(tp), statistics.median(tg), min(tp), min(tg)
 
 
@@ -154,10 +159,11 @@ def main():
                 pipe = make(); pipe.set_progress_bar_config(disable=True)
                 tp, tg, mp, mg = time_overhead(pipe, 1, args.steps, reps, device, torch.float32)
                 hc = hook_cost_us(pipe, 1, device)
-                results[name] = dict(plain_s=tp, guided_s=tg, ratio=tg / tp, ratio_min=mg / mp, plain_ms_per_step=1000 * tp / args.steps,
+                cr = time_overhead.cpu_ratio
+                results[name] = dict(plain_s=tp, guided_s=tg, ratio=tg / tp, ratio_min=mg / mp, ratio_cpu_time=cr, plain_ms_per_step=1000 * tp / args.steps,
                                      hook_us_per_step=hc, hook_share_of_min_step=hc / (1e6 * mp / args.steps))
                 print(f'{name}: plain {1000 * tp / args.steps:.2f} ms/step, guided {1000 * tg / args.steps:.2f} ms/step: '
-                      f'ratio {tg / tp:.4f} (median of {reps}), {mg / mp:.4f} (min); hook {hc:.0f} us/step = '
+                      f'ratio {tg / tp:.4f} (median of {reps}), {mg / mp:.4f} (min), {cr:.4f} (CPU time); hook {hc:.0f} us/step = '
                       f'{100 * hc / (1e6 * mp / args.steps):.2f}% of the fastest plain step', flush=True)
             pipe = G.tiny_sdxl_pipeline(); pipe.set_progress_bar_config(disable=True)
             gen, gen_cpu = time_generation(pipe, 2, 8, args.steps, (1, 4, 8), device, 32, work)
