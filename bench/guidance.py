@@ -55,8 +55,8 @@ def time_overhead(pipe, batch, steps, repeats, device, dtype, warmup=2):
     for r in range(repeats):  # interleaved, alternating order, so drifts in machine load hit both
         for f, t, c in ((plain, tp, cp), (guided, tg, cg))[::(-1 if r % 2 else 1)]:
             t.append(f()); c.append(cpu[-1])
-    time_overhead.cpu_ratio = statistics.median(cg) / statistics.median(cp)  # process time: less sensitive to other processes
-    return statistics.median(tp), statistics.median(tg), min(tp), min(tg)
+    cpu_ratio = statistics.median(cg) / statistics.median(cp)  # process time: less sensitive to other processes
+    return statistics.median(tp), statistics.median(tg), min(tp), min(tg), cpu_ratio
 
 
 class _Cfg:  # default height/width
@@ -125,7 +125,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--full-size', choices=['sdxl', 'sd15'], default=None, help='full-size random-weight model on CUDA instead of the tiny CPU pipelines')
     ap.add_argument('--steps', type=int, default=25)
-    ap.add_argument('--repeats', type=int, default=None, help='overhead repeats (default 15 tiny, 5 full-size)')
+    ap.add_argument('--repeats', type=int, default=None, help='overhead repeats (default 15 tiny, 3 full-size)')
     ap.add_argument('--threads', type=int, default=1, help='torch CPU threads (tiny runs); 1 avoids OpenMP stalls on a shared machine')
     ap.add_argument('--out', default='bench/out/guidance.json')
     args = ap.parse_args()
@@ -140,16 +140,16 @@ def main():
             results['device'] = torch.cuda.get_device_name()
             pipe = G.full_size_pipeline(args.full_size, dtype, device)
             pipe.set_progress_bar_config(disable=True)
-            reps = args.repeats or 5
+            reps = args.repeats or 3
             for b in (1, 4, 8):
-                tp, tg, mp, mg = time_overhead(pipe, b, args.steps, reps, device, dtype, warmup=1)
+                tp, tg, mp, mg, cr = time_overhead(pipe, b, args.steps, reps, device, dtype, warmup=1)
                 hc = hook_cost_us(pipe, b, device, n=100)
-                results[f'{args.full_size}_b{b}'] = dict(plain_s=tp, guided_s=tg, ratio=tg / tp, ratio_min=mg / mp, hook_us_per_step=hc,
+                results[f'{args.full_size}_b{b}'] = dict(plain_s=tp, guided_s=tg, ratio=tg / tp, ratio_min=mg / mp, ratio_cpu_time=cr, hook_us_per_step=hc,
                                                          plain_s_per_step=tp / args.steps, images_per_s_plain=b / tp)
                 print(f'{args.full_size} batch {b}: plain {tp:.2f} s, guided {tg:.2f} s per call ({args.steps} steps): ratio {tg / tp:.4f}, hook {hc:.0f} us/step, {b / tg:.3f} images/s', flush=True)
-            gen, _ = time_generation(pipe, 2, 8, args.steps, (1, 4, 8), device, 256, work, repeats=1)
+            gen, _ = time_generation(pipe, 1, 8, args.steps, (1, 4, 8), device, 256, work, repeats=1)
             results[f'{args.full_size}_generation_images_per_s'] = gen
-            print(f'images/s (2 classes x 8, {args.steps} steps, 1024 px, saved at 256 px):', {k: round(v, 3) for k, v in gen.items()}, flush=True)
+            print(f'images/s (1 class x 8, {args.steps} steps, 1024 px, saved at 256 px):', {k: round(v, 3) for k, v in gen.items()}, flush=True)
         else:
             torch.set_num_threads(args.threads)
             device = torch.device('cpu')
@@ -157,9 +157,8 @@ def main():
             reps = args.repeats or 15
             for name, make in (('tiny_sd', G.tiny_sd_pipeline), ('tiny_sdxl', G.tiny_sdxl_pipeline)):
                 pipe = make(); pipe.set_progress_bar_config(disable=True)
-                tp, tg, mp, mg = time_overhead(pipe, 1, args.steps, reps, device, torch.float32)
+                tp, tg, mp, mg, cr = time_overhead(pipe, 1, args.steps, reps, device, torch.float32)
                 hc = hook_cost_us(pipe, 1, device)
-                cr = time_overhead.cpu_ratio
                 results[name] = dict(plain_s=tp, guided_s=tg, ratio=tg / tp, ratio_min=mg / mp, ratio_cpu_time=cr, plain_ms_per_step=1000 * tp / args.steps,
                                      hook_us_per_step=hc, hook_share_of_min_step=hc / (1e6 * mp / args.steps))
                 print(f'{name}: plain {1000 * tp / args.steps:.2f} ms/step, guided {1000 * tg / args.steps:.2f} ms/step: '
