@@ -280,7 +280,8 @@ def test_no_quarto_markup_as_text(pages):
     everywhere = [(r'^\s*#\|', 'a #| directive'), (r'^---\s*$\s*^(title|description|output-file):', 'front matter'),
                   (r'^\s*(title|description|output-file):\s', 'front matter')]
     prose = [(r'^\s*:::', 'a ::: fenced div'), (r'\]\{', 'a {attribute} block'), (r'\{(target|style)=', 'link attributes'),
-             (r'\{\{<', 'a shortcode'), (r'\{[#.][\w-]+\}', 'a {#id} / {.class} attribute')]
+             (r'\{\{<', 'a shortcode'), (r'\{[#.][\w-]+\}', 'a {#id} / {.class} attribute'),
+             (r'(?<![\\$])\$(?![\s$])[^$\n]+?(?<![\s\\])\$(?!\d)', 'TeX math (is latex2mathml installed?)')]
     for rel, p in pages.items():
         for pat, what, text in [(*b, p['dom']['text']) for b in everywhere] + [(*b, p['dom']['prose']) for b in prose]:
             m = re.search(pat, text, re.M)

@@ -141,7 +141,9 @@ def _cache_key(nb: Path) -> str:
     from nbdev.config import get_config
     cfg = get_config()
     h = hashlib.sha256(' '.join(version(p) for p in ('nbdev', 'execnb', 'fastcore')).encode())
-    for f in [nb, cfg.config_file, Path(__file__), *sorted(Path(cfg.lib_path).rglob('*.py'))]:
+    import inspect
+    h.update(inspect.getsource(process_notebook).encode())
+    for f in [nb, cfg.config_file, *sorted(Path(cfg.lib_path).rglob('*.py'))]:
         h.update(str(f).encode()); h.update(f.read_bytes())
     return h.hexdigest()[:32]
 
@@ -298,6 +300,32 @@ def pandoc_id(text: str) -> str:
     s = re.sub(r'^[^a-z\u00c0-\uffff]+', '', s)
     return s or 'section'
 
+_re_math = re.compile(r'\$\$(.+?)\$\$|(?<![\\$])\$(?![\s$])([^$\n]+?)(?<![\s\\])\$(?!\d)|(\\begin\{(\w+\*?)\}.+?\\end\{\4\})', re.S)
+
+def render_math(soup, root, problems, where):
+    "TeX math that nbconvert's markdown left as `$...$`/`$$...$$` -> MathML (drawn by browsers, no MathJax/CDN)."
+    try: from latex2mathml.converter import convert
+    except ImportError:
+        if any(_re_math.search(t) for t in root.find_all(string=True)):
+            problems.append(f'{where}: TeX math left as text: pip install latex2mathml (a dev requirement) to render it')
+        return
+    from bs4 import BeautifulSoup, NavigableString
+    for t in list(root.find_all(string=_re_math)):
+        if t.find_parent(['pre', 'code', 'script', 'style', 'math', 'textarea']): continue
+        parts, pos = [], 0
+        for m in _re_math.finditer(t):
+            tex, display = (m.group(1), True) if m.group(1) is not None else (m.group(2), False) if m.group(2) is not None else (m.group(3), True)
+            tex = re.sub(r'\\text\{[^{}]*\}', lambda m: m.group(0).replace('\\_', '_'), tex)  # \text{a\_b}: a_b
+            try: mathml = convert(tex.strip(), display='block' if display else 'inline')
+            except Exception as e:
+                problems.append(f'{where}: could not convert the TeX {tex!r} ({type(e).__name__}: {e})'); continue
+            parts += [NavigableString(t[pos:m.start()]), *BeautifulSoup(mathml, 'html.parser').contents]
+            pos = m.end()
+        if not parts: continue
+        parts.append(NavigableString(t[pos:]))
+        for x in parts: t.insert_before(x)
+        t.extract()
+
 def make_exporter():
     from nbconvert import HTMLExporter
     from traitlets.config import Config
@@ -357,6 +385,7 @@ def finish_html(html, page, by_nb, site_url, nbs, out_dir, problems):
         dest = out_dir/Path(str(page.out.parent))/src
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(f, dest)
+    render_math(soup, main, problems, str(page.rel))
     nav = soup.find('nav', id='TOC')
     if toc:
         t = soup.new_tag('h2'); t.string = 'On this page'; nav.append(t)
