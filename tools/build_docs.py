@@ -10,20 +10,21 @@ same site from the same notebooks: each notebook goes through nbdev's own docs p
 symbol, `#| hide`/`#| export` cells dropped, directives stripped, symbols linked), then nbconvert's
 `HTMLExporter` renders it with tools/docs_site/page.html.j2. The Quarto markup that survives
 nbdev's processing (front matter, `#| echo/output/include/code-fold/fig-cap` options, `:::` divs
-and callouts, `{...}` attributes, links to `.ipynb` files) is translated here, the way Quarto would.
+and callouts, `{...}` attributes, links to `.ipynb` files) is translated here, the way Quarto would;
+TeX math becomes MathML (latex2mathml), which browsers draw without MathJax.
 
 Notebooks are not executed: pages show their saved outputs. (Like `nbdev_docs`, nbdev's
 processing runs the exported cells and the import cells, to render `show_doc`.) Pages are ordered
 as in the sidebar: index.ipynb (the home page), then the numbered notebooks (section "API"), then one
 section per sub-folder (e.g. tutorials/). All links are relative: the site works from file:// and
-from any static web server. A notebook that nbdev cannot process fails the build, naming it;
-so does a link to a notebook that is not in the site. nbdev's processing of a notebook is cached
+from any static web server. A notebook that nbdev cannot process fails the build, naming it; a
+link to a notebook that is not in the site is reported (tests/test_docs_site.py fails on it). nbdev's processing of a notebook is cached
 under build/docs-cache/, keyed on the notebook, the library's sources, settings.ini and versions.
 """
 from __future__ import annotations
 import argparse, hashlib, json, multiprocessing, os, re, shutil, sys, tempfile, time, warnings
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import yaml
@@ -125,6 +126,9 @@ def process_notebook(path: str) -> dict:
         cause = e.__cause__ or e.__context__
         lines = str(e).splitlines()
         msg = '\n'.join(lines[:8] + (['    ...'] if len(lines) > 8 else []))
+        first = next((l for l in lines[1:] if l.strip()), None)   # nbdev numbers the processed cells: find the notebook's
+        orig = [i for i, c in enumerate(read_nb(path).cells) if first and c.cell_type == 'code' and first in c.source]
+        if len(orig) == 1: msg += f'\n    (cell {orig[0] + 1} of the notebook, counting all its cells from 1)'
         if cause is not None: msg += f'\n    {type(cause).__name__}: {cause}'
         if isinstance(cause, NameError):
             msg += ('\n    nbdev runs every exported cell and every cell holding an import to render show_doc '
@@ -133,7 +137,11 @@ def process_notebook(path: str) -> dict:
         return dict(error=msg)
     finally: os.chdir(here)
     return dict(nb=nb2dict(nb), frontmatter=dict(getattr(nb, 'frontmatter_', None) or {}), seconds=time.time() - t0,
-                warnings=[str(w.message).split('\n')[0] for w in ws if 'imports and other code' in str(w.message)])
+                warnings=[_mixed_cell_warning(str(w.message)) for w in ws if 'imports and other code' in str(w.message)])
+
+def _mixed_cell_warning(msg):
+    src = [l for l in msg.split('\n')[1:] if l.strip() and l.strip() != '---']
+    return f'a cell mixes imports and other code, which nbdev runs to build the docs: {src[0].strip()[:70] if src else ""!r}...'
 
 def _cache_key(nb: Path) -> str:
     "Hash of what nbdev's processing of `nb` depends on: the notebook, the library, settings, versions."
