@@ -1,0 +1,136 @@
+"""Benchmark of coda.discovery (prints figures; not a test).
+
+Synthetic classes shaped like an ImageNet class at SDXL's resolution: n = 1300 images, d = 4096, 16384 or
+65536 float16 features (a mixture of 12 Gaussian modes in 32 dimensions, randomly embedded in d dimensions,
+plus isotropic noise), k = 85, s = 55, IPC 10. Each configuration runs in a fresh process, so 'first class'
+includes numba's compilation and the peak RSS is that configuration's.
+
+    python bench/discovery.py                      # everything (~15-25 min on 2 cores)
+    python bench/discovery.py --dims 4096 --classes 4 --no-reference   # quick look
+
+Figures:
+- reference: the published code's path (StandardScaler, plain umap-learn UMAP, HDBSCAN, post-processing),
+  one process, first class and steady state (d = 65536 only), and whether the exact mode picks the same images;
+- exact: coda's exact mode, one process (n_jobs=1) and all cores (n_jobs=-1): seconds per class
+  (first, steady = mean of the others; all cores: wall time / classes), peak RSS;
+- fast: seconds per class and agreement with the exact picks: identical picks, and picks that fall in
+  distinct exact-mode final clusters (one pick per cluster; a pick in no cluster or sharing one is a miss).
+"""
+import argparse, json, os, resource, subprocess, sys, tempfile, time
+from pathlib import Path
+import numpy as np
+
+K, S, IPC, N = 85, 55, 10, 1300
+
+def make_store(folder, d, classes, seed=0):
+    "A feature store of synthetic classes, written with coda's own artefact helpers."
+    from coda.data import prepare_stage, finish_stage, save_npy, save_json
+    folder = Path(folder)
+    if (folder/'manifest.json').exists(): return folder
+    prepare_stage(folder, 'features', dict(encoder='synthetic', d=d, seed=seed))
+    rng = np.random.default_rng(seed)
+    noise = 0.5 * rng.standard_normal((N, d), dtype=np.float32)      # shared noise bank, rows permuted per class
+    for c in range(classes):
+        r = np.random.default_rng([seed, c])
+        lab = r.choice(12, N, p=r.dirichlet(np.ones(12) * 2))
+        z = r.normal(0, 3, (12, 32))[lab] + r.normal(0, 1, (N, 32))
+        A = r.standard_normal((32, d), dtype=np.float32) / np.sqrt(32)
+        X = (z.astype(np.float32) @ A + noise[r.permutation(N)]).astype(np.float16)
+        save_npy(folder/f'c{c:02d}.npy', X)
+        save_json(folder/f'c{c:02d}.json', dict(class_id=f'c{c:02d}', class_index=c, prompt=f'class {c}',
+                                                image_ids=[f'c{c:02d}/{i:04d}.png' for i in range(N)], shape=[d], n=N))
+    finish_stage(folder, shape=[d], classes=[f'c{c:02d}' for c in range(classes)], n_images=classes * N)
+    return folder
+
+def fake_dataset(store, classes):
+    "A TargetDataset whose ids match the synthetic store (images are never opened by the benchmark)."
+    from coda.data import TargetDataset, ClassInfo
+    root = Path(store)/'_images'
+    return TargetDataset(root, None, [ClassInfo(f'c{c:02d}', c, f'class {c}', [root/f'c{c:02d}'/f'{i:04d}.png' for i in range(N)])
+                                      for c in range(classes)])
+
+def run_core(store, out, classes, mode, n_jobs):
+    "Child process: build_core_set without copying images; prints timings as JSON."
+    import coda.discovery as cd
+    cd._copy_atomic = lambda src, dst: None   # synthetic images do not exist; the selection is what is timed
+    ds = fake_dataset(store, classes)
+    t = time.time()
+    cd.build_core_set(store, ds, out, cd.DiscoveryConfig(ipc=IPC, n_neighbors=K, min_cluster_size=S, mode=mode, n_jobs=n_jobs), progress=False)
+    wall = time.time() - t
+    secs = [json.load(open(Path(out)/f'c{c:02d}.json'))['seconds'] for c in range(classes)]
+    rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    print(json.dumps(dict(wall=wall, secs=secs, rss_mb=rss)))
+
+def run_reference(store, classes):
+    "Child process: the published code's path for the first `classes` classes; prints timings and picks."
+    import warnings; warnings.filterwarnings('ignore')
+    from coda.data import load_npy
+    from coda.discovery import embed, core_from_embedding
+    secs, picks = [], []
+    for c in range(classes):
+        t = time.time()
+        X = load_npy(Path(store)/f'c{c:02d}.npy', mmap=True)
+        E = embed(np.asarray(X), K, 50, 42, mode='reference')
+        picks.append(core_from_embedding(E, IPC, S).indices.tolist())
+        secs.append(time.time() - t)
+    print(json.dumps(dict(secs=secs, picks=picks, rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+
+def child(*args):
+    r = subprocess.run([sys.executable, __file__, *map(str, args)], capture_output=True, text=True)
+    if r.returncode: sys.exit(f'child {args} failed:\n{r.stderr[-3000:]}')
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+def picks_of(out, classes):
+    return [json.load(open(Path(out)/f'c{c:02d}.json')) for c in range(classes)]
+
+def agreement(fast, exact):
+    same = distinct = total = 0
+    for f, e in zip(fast, exact):
+        same += len(set(f['indices']) & set(e['indices']))
+        owner = {i: k for k, m in enumerate(e['cluster_members']) for i in m}
+        hit = [owner.get(i) for i in f['indices']]
+        distinct += len({h for h in hit if h is not None})
+        total += len(f['indices'])
+    return same / total, distinct / total
+
+def fmt(s): return f'{s:6.1f}'
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--dims', type=int, nargs='+', default=[4096, 16384, 65536])
+    ap.add_argument('--classes', type=int, default=10, help='classes at d = 65536 (smaller d: min(4, classes))')
+    ap.add_argument('--no-reference', action='store_true')
+    ap.add_argument('--workdir', default=None)
+    a = ap.parse_args()
+    work = Path(a.workdir or tempfile.mkdtemp(prefix='coda-bench-'))
+    print(f'uptime: {os.popen("uptime").read().strip()}   cores: {os.cpu_count()}   (shared machine: compare figures from one run)')
+    print(f'n={N} k={K} s={S} IPC={IPC}; seconds per class; first class includes numba compilation\n')
+    for d in a.dims:
+        C = a.classes if d == 65536 else min(4, a.classes)
+        store = make_store(work/f'store{d}', d, C)
+        e1 = child('_core', store, work/f'exact1_{d}', C, 'exact', 1)
+        print(f'd={d:6d} exact  1 process : first {fmt(e1["secs"][0])}  steady {fmt(np.mean(e1["secs"][1:]))}  '
+              f'({C} classes, wall {e1["wall"]:.0f} s)  peak RSS {e1["rss_mb"]:.0f} MB', flush=True)
+        eA = child('_core', store, work/f'exactA_{d}', C, 'exact', -1)
+        print(f'd={d:6d} exact  all cores : {fmt(eA["wall"] / C)} s/class throughput ({C} classes, wall {eA["wall"]:.0f} s, '
+              f'per class in workers: first {eA["secs"][0]:.1f}, mean {np.mean(eA["secs"]):.1f})  peak RSS per process {eA["rss_mb"]:.0f} MB', flush=True)
+        same_par = [p['indices'] for p in picks_of(work/f'exact1_{d}', C)] == [p['indices'] for p in picks_of(work/f'exactA_{d}', C)]
+        f1 = child('_core', store, work/f'fast1_{d}', C, 'fast', 1)
+        ident, dist = agreement(picks_of(work/f'fast1_{d}', C), picks_of(work/f'exact1_{d}', C))
+        print(f'd={d:6d} fast   1 process : first {fmt(f1["secs"][0])}  steady {fmt(np.mean(f1["secs"][1:]))}  peak RSS {f1["rss_mb"]:.0f} MB; '
+              f'agreement with exact: identical picks {ident:.0%}, picks in distinct exact clusters {dist:.0%}', flush=True)
+        print(f'          exact picks identical with 1 process and all cores: {same_par}')
+        if d == 65536 and not a.no_reference:
+            R = child('_reference', store, 2)
+            ex = [p['indices'] for p in picks_of(work/f'exact1_{d}', 2)]
+            print(f'd={d:6d} reference (published code path), 1 process: first {fmt(R["secs"][0])}  steady {fmt(R["secs"][1])}  '
+                  f'peak RSS {R["rss_mb"]:.0f} MB; exact-mode picks identical to it: {R["picks"] == ex}', flush=True)
+            steady_ref = R['secs'][1]
+            print(f'          throughput vs reference steady state: exact all cores {steady_ref / (eA["wall"] / C):.2f}x, '
+                  f'exact 1 process {steady_ref / np.mean(e1["secs"][1:]):.2f}x')
+    print(f'\nuptime: {os.popen("uptime").read().strip()}')
+
+if __name__ == '__main__':
+    if len(sys.argv) > 1 and sys.argv[1] == '_core': run_core(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], int(sys.argv[6]))
+    elif len(sys.argv) > 1 and sys.argv[1] == '_reference': run_reference(sys.argv[2], int(sys.argv[3]))
+    else: main()
