@@ -57,8 +57,9 @@ def run_core(store, out, classes, mode, n_jobs):
     t = time.time()
     cd.build_core_set(store, ds, out, cd.DiscoveryConfig(ipc=IPC, n_neighbors=K, min_cluster_size=S, mode=mode, n_jobs=n_jobs), progress=False)
     wall = time.time() - t
-    secs = [json.load(open(Path(out)/f'c{c:02d}.json'))['seconds'] for c in range(classes)]
-    rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    js = [json.load(open(Path(out)/f'c{c:02d}.json')) for c in range(classes)]
+    secs = [j['seconds'] for j in js]
+    rss = max([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024] + [j['worker_peak_rss_mb'] for j in js])   # main or any worker
     print(json.dumps(dict(wall=wall, secs=secs, rss_mb=rss)))
 
 def run_reference(store, classes):
