@@ -18,7 +18,7 @@ def readme_text(nb_path=ROOT/'nbs'/'index.ipynb'):
     for c in nb.cells:
         src = c.source.strip()
         if not src: continue
-        if c.cell_type == 'markdown': parts.append(src)
+        if c.cell_type == 'markdown': parts.append(re.sub(r'\]\(([\w./-]+\.ipynb)\)', r'](nbs/\1)', src))  # notebook links from the repo root
         elif c.cell_type == 'code' and not _hidden(src):
             code = '\n'.join(l for l in src.splitlines() if not l.startswith('#|'))
             parts.append(f'```python\n{code}\n```')
