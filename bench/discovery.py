@@ -96,12 +96,23 @@ def agreement(fast, exact):
 
 def fmt(s): return f'{s:6.1f}'
 
+def fast_vs_exact(work, store, d, C, tag='fast'):
+    import shutil
+    shutil.rmtree(work/f'{tag}1_{d}', ignore_errors=True); shutil.rmtree(work/f'{tag}A_{d}', ignore_errors=True)
+    f1 = child('_core', store, work/f'{tag}1_{d}', C, 'fast', 1)
+    ident, dist = agreement(picks_of(work/f'{tag}1_{d}', C), picks_of(work/f'exact1_{d}', C))
+    print(f'd={d:6d} fast   1 process : first {fmt(f1["secs"][0])}  steady {fmt(np.mean(f1["secs"][1:]))}  peak RSS {f1["rss_mb"]:.0f} MB; '
+          f'agreement with exact over {C} classes: identical picks {ident:.0%}, picks in distinct exact clusters {dist:.0%}', flush=True)
+    fA = child('_core', store, work/f'{tag}A_{d}', C, 'fast', -1)
+    print(f'd={d:6d} fast   all cores : {fmt(fA["wall"] / C)} s/class throughput ({C} classes, wall {fA["wall"]:.0f} s)', flush=True)
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--dims', type=int, nargs='+', default=[4096, 16384, 65536])
     ap.add_argument('--classes', type=int, default=10, help='classes at d = 65536 (smaller d: min(4, classes))')
     ap.add_argument('--no-reference', action='store_true')
     ap.add_argument('--workdir', default=None)
+    ap.add_argument('--fast-only', action='store_true', help='only the fast mode, against the exact picks already in --workdir')
     a = ap.parse_args()
     work = Path(a.workdir or tempfile.mkdtemp(prefix='coda-bench-'))
     print(f'uptime: {os.popen("uptime").read().strip()}   cores: {os.cpu_count()}   (shared machine: compare figures from one run)')
@@ -109,6 +120,9 @@ def main():
     for d in a.dims:
         C = a.classes if d == 65536 else min(4, a.classes)
         store = make_store(work/f'store{d}', d, C)
+        if a.fast_only:
+            fast_vs_exact(work, store, d, C, tag='fastonly')
+            continue
         e1 = child('_core', store, work/f'exact1_{d}', C, 'exact', 1)
         print(f'd={d:6d} exact  1 process : first {fmt(e1["secs"][0])}  steady {fmt(np.mean(e1["secs"][1:]))}  '
               f'({C} classes, wall {e1["wall"]:.0f} s)  peak RSS {e1["rss_mb"]:.0f} MB', flush=True)
@@ -116,10 +130,7 @@ def main():
         print(f'd={d:6d} exact  all cores : {fmt(eA["wall"] / C)} s/class throughput ({C} classes, wall {eA["wall"]:.0f} s, '
               f'per class in workers: first {eA["secs"][0]:.1f}, mean {np.mean(eA["secs"]):.1f})  peak RSS per process {eA["rss_mb"]:.0f} MB', flush=True)
         same_par = [p['indices'] for p in picks_of(work/f'exact1_{d}', C)] == [p['indices'] for p in picks_of(work/f'exactA_{d}', C)]
-        f1 = child('_core', store, work/f'fast1_{d}', C, 'fast', 1)
-        ident, dist = agreement(picks_of(work/f'fast1_{d}', C), picks_of(work/f'exact1_{d}', C))
-        print(f'd={d:6d} fast   1 process : first {fmt(f1["secs"][0])}  steady {fmt(np.mean(f1["secs"][1:]))}  peak RSS {f1["rss_mb"]:.0f} MB; '
-              f'agreement with exact: identical picks {ident:.0%}, picks in distinct exact clusters {dist:.0%}', flush=True)
+        fast_vs_exact(work, store, d, C)
         print(f'          exact picks identical with 1 process and all cores: {same_par}')
         if d == 65536 and not a.no_reference:
             R = child('_reference', store, 2)
