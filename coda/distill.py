@@ -4,13 +4,13 @@
 
 # %% ../nbs/05_distill.ipynb #10331dc2
 from __future__ import annotations
-import dataclasses, json, logging, os, shutil, sys, time
+import json, logging, shutil, sys, time
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from fastcore.script import anno_parser, call_parse, store_true
 from .data import (DataConfig, list_dataset, list_imagefolder, TargetDataset, config_dict, save_json, load_json,
-                       log, _config_diff)
+                       stage_complete, log, _config_diff)
 from .features import FeatureConfig, build_feature_store
 from .discovery import DiscoveryConfig, build_core_set, load_core_set
 from .guidance import GenerationConfig
@@ -204,7 +204,6 @@ def list_distilled(folder, like: TargetDataset) -> TargetDataset:
 # %% ../nbs/05_distill.ipynb #a6c05760
 def _set_folders(cfg, dirs):
     "Name -> folder of every distilled set of the run that exists."
-    from coda.data import stage_complete
     sets = {'coda_core': dirs['core']/'images'}
     if cfg.generation.model and stage_complete(dirs['generated']): sets['coda_generated'] = dirs['generated']
     for b in cfg.baselines: sets[b] = dirs[b]/'images'
