@@ -303,7 +303,9 @@ def write_report(res, cfg: DistillConfig):
     d = cfg.discovery
     md = [f'# coda report: {cfg.data.source}, IPC {d.ipc}', '',
           f'Student: {cfg.training.arch} at {cfg.training.size} px, {cfg.training.protocol}-label protocol. '
-          f'Core discovery: k={d.n_neighbors}, s={d.min_cluster_size}, mode {d.mode}.', '',
+          f'Core discovery: k={d.n_neighbors}, s={d.min_cluster_size}, mode {d.mode}.'
+          + (' The student recipe is the reduced CPU demo recipe (`coda.training.digits_recipe`, a fixed 200 SGD steps'
+             ' per training), not the field\'s 2,000-epoch protocol.' if cfg.data.source == 'digits' and cfg.training == digits_recipe() else ''), '',
           results_table(r), '', r['note'], '',
           f"Generation: {'run' if r['generation'] == 'run' else r['generation']}.", '']
     md += [f'![{n[:-4]}]({n})' for n in figs]
@@ -317,7 +319,7 @@ FLAGS = dict(
     encoder=['features.encoder'], resolution=['features.resolution'], discovery_resolution=['features.discovery_resolution'],
     ipc=['discovery.ipc'], n_neighbors=['discovery.n_neighbors'], min_cluster_size=['discovery.min_cluster_size'],
     mode=['discovery.mode'], jobs=['discovery.n_jobs'],
-    model=['generation.model'], vae=['generation.vae'], refiner=['generation.refiner'],
+    model=['generation.model'], vae=['features.vae'], refiner=['generation.refiner'],
     denoising_factor=['generation.denoising_factor'], gamma=['generation.gamma'], guide_frac=['generation.guide_frac'],
     steps=['generation.steps'], cfg=['generation.cfg_scale'], eval_size=['generation.eval_size'], seed=['generation.seed'],
     dtype=['features.dtype', 'generation.dtype'], device=['features.device', 'generation.device', 'training.device'],
@@ -360,12 +362,12 @@ def coda_distill(
     n_neighbors:int=None,     # UMAP n_neighbors k (default: 15; the paper uses 85)
     min_cluster_size:int=None,  # HDBSCAN min_cluster_size s (default: 5; the paper uses 55)
     mode:str=None,            # core discovery: 'exact' (the published algorithm) or 'fast' (default: exact)
-    jobs:int=None,            # worker processes for core discovery (default: all cores)
+    jobs:int=None,            # worker processes for core discovery, -1 = all cores (default: 1)
     encoder:str=None,         # features: 'pixel' or 'vae' (default: pixel; vae when --model is given)
     resolution:int=None,      # features: VAE generation resolution or pixel side (default: the model's resolution; pixel: 8)
     discovery_resolution:int=None,  # VAE features: cluster at this lower resolution, encode only the picks at full size (default: off)
     model:str=None,           # text-to-image model, local diffusers folder or hub id; enables generation (default: none)
-    vae:str=None,             # separate VAE folder or hub id, e.g. SDXL's fp16-fix VAE (default: the model's)
+    vae:str=None,             # VAE that encodes the features, e.g. SDXL's fp16-fix VAE as in the paper; generation decodes with the model's own (default: the model's)
     refiner:str=None,         # SDXL refiner folder or hub id; finishes the last (1 - denoising_factor) unguided (default: none)
     denoising_factor:float=None,  # fraction of the schedule the base model runs (default: 1.0)
     gamma:float=None,         # CoDA guidance strength (default: 0.05)
@@ -387,7 +389,7 @@ def coda_distill(
     overwrite:store_true=False,  # replace artefacts made with another config
     skip_eval:store_true=False,  # only distil; do not train students
 ):
-    "Distil a dataset with CoDA (features, core discovery, guided generation), train students on the result and write a report."
+    "Distil a dataset with CoDA (features, core discovery, guided generation), train students on the result and write a report. Options take `_` or `-` (--guide-frac)."
     flags = {k: v for k, v in locals().items() if k not in ('config', 'skip_eval')}
     run = config_from_flags(config, **flags)
     distill(run)
