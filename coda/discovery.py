@@ -450,9 +450,9 @@ def build_core_set(store_dir, ds: TargetDataset, out_dir, cfg: DiscoveryConfig =
     for cid, res in pb:
         _write_class(out, byid[cid], store.image_ids(cid), res, store, cfg, gen_encoder)
         for note in res.get('notes', []): log.info(f'class {cid}: {note}')
-    secs = [load_json(out/f'{c.id}.json')['seconds'] for c in ds.classes]
-    return finish_stage(out, classes=ds.class_ids, n_selected=sum(len(load_json(out/f'{c.id}.json')['indices']) for c in ds.classes),
-                        seconds_per_class=round(float(np.mean(secs)), 2))
+    done = [load_json(out/f'{c.id}.json') for c in ds.classes]
+    return finish_stage(out, classes=ds.class_ids, n_selected=sum(len(j['indices']) for j in done),
+                        seconds_per_class=round(float(np.mean([j['seconds'] for j in done])), 2))
 
 # %% ../nbs/02_discovery.ipynb #f5b084bf
 class CoreClass(NamedTuple):

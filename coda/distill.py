@@ -160,7 +160,7 @@ def distill(cfg: DistillConfig):
     "Run data -> features -> core discovery (CoDA and baselines) -> generation for `cfg`; returns the stage folders."
     cfg = resolve_config(cfg)
     st, out = _state(), Path(cfg.out)
-    dirs, lin, main = stage_dirs(out), _lineages(cfg), _state().is_main_process
+    dirs, lin, main = stage_dirs(out), _lineages(cfg), st.is_main_process
     with _RunLog(out, main):
         if main: remove_partial_files(out)
         st.wait_for_everyone()
@@ -337,7 +337,7 @@ def _set(cfg, path, value):
 def config_from_flags(config=None, **flags) -> DistillConfig:
     "The run's config: the file `config` (or the defaults), then every flag that is not None."
     cfg = load_config(config) if config else DistillConfig()
-    if flags.get('training') is None and any(flags.get(k) is not None for k in ('arch', 'train_size', 'epochs', 'seeds', 'device')):
+    if cfg.training is None and any(flags.get(k) is not None for k in ('arch', 'train_size', 'epochs', 'seeds', 'device')):
         cfg = replace(cfg, training=resolve_config(cfg).training)  # start from the recipe the run would use
     for k, v in flags.items():
         if v is None: continue
