@@ -249,7 +249,7 @@ def load_config(path) -> RunConfig:
     if not isinstance(d, dict): raise ValueError(f'config file {path}: expected a mapping of settings')
     return config_from_dict(d)
 
-# %% ../nbs/01_config.ipynb #67b62c07
+# %% ../nbs/01_config.ipynb #e32a7090
 def default_training(dataset):
     "The student recipe a run uses when none is given: the CPU demo recipe for digits, else the protocol's defaults."
     return digits_recipe() if dataset == 'digits' else TrainConfig()
@@ -266,9 +266,9 @@ def set_field(cfg: RunConfig, section, name, value) -> RunConfig:
     if sec is None: sec = default_training(cfg.data.dataset) if section == 'training' else SECTIONS[section]()
     return replace(cfg, **{section: replace(sec, **{name: value})})
 
-def config_from_args(args: dict, sections=tuple(SECTIONS)) -> RunConfig:
-    "The run's config from parsed flags: the `config` file (or the defaults), then each flag given."
-    cfg = load_config(args['config']) if args.get('config') else RunConfig()
+def config_from_args(args: dict, sections=tuple(SECTIONS), base: RunConfig | None = None) -> RunConfig:
+    "The run's config from parsed flags: the `config` file (else `base`, else the defaults), then each flag given."
+    cfg = load_config(args['config']) if args.get('config') else (base or RunConfig())
     tab = flag_table(sections)
     bad = []
     for flag in sorted(args, key=lambda f: f != 'dataset'):   # the dataset first: it decides the default student recipe
@@ -284,11 +284,11 @@ def config_from_args(args: dict, sections=tuple(SECTIONS)) -> RunConfig:
     if bad: raise ConfigError(bad)
     return cfg
 
-def parse_args(parser, argv, sections=tuple(SECTIONS)):
-    "(run config, the command's own switches) from `argv`."
+def parse_args(parser, argv, sections=tuple(SECTIONS), base: RunConfig | None = None):
+    "(run config, the command's own switches) from `argv`; `base` is the config the flags change when there is no `--config`."
     args = vars(parser.parse_args(_normalise(argv)))
     switches = {k: v for k, v in args.items() if k not in flag_table(sections) and k != 'config'}
-    return config_from_args(args, sections), switches
+    return config_from_args(args, sections, base), switches
 
 # %% ../nbs/01_config.ipynb #d40347e3
 class ConfigError(ValueError):
@@ -408,7 +408,7 @@ def validate(cfg: RunConfig, sections=tuple(SECTIONS)) -> RunConfig:
     if probs: raise ConfigError(probs)
     return cfg
 
-# %% ../nbs/01_config.ipynb #5c3e3c1e
+# %% ../nbs/01_config.ipynb #2d2c996d
 DISTILL_SWITCHES = (('skip-eval', 'only distil; do not train students'),)
 
 def distill_parser():
@@ -420,5 +420,9 @@ EVALUATE_SECTIONS = ('data', 'training')
 
 def evaluate_parser():
     "The parser of `coda_evaluate`."
-    return make_parser('coda_evaluate', 'Train students on the distilled sets of a finished coda_distill run and write its report.',
-                       sections=EVALUATE_SECTIONS)
+    p = make_parser('coda_evaluate', 'Train students on the distilled sets of a finished coda_distill run (its saved settings, '
+                    'changed by the flags given) and write its report.', sections=EVALUATE_SECTIONS)
+    cmd = next(g for g in p._action_groups if g.title == 'command')
+    cmd.add_argument('--set', action='append', metavar='NAME=FOLDER', default=argparse.SUPPRESS,
+                     help="a distilled ImageFolder (<class id>/<images>) evaluated beside the run's sets; repeatable")
+    return p
