@@ -372,11 +372,12 @@ class RunLock:
                          f"started {h.get('started', '?')}: {h.get('command', '?')}). Wait for it to finish or stop it, "
                          f"or use another --out. If that run is dead (e.g. on another host), delete {self.path}")
 
-# %% ../nbs/00_stage.ipynb #0f86be1a
+# %% ../nbs/00_stage.ipynb #1b14ef6e
 @patch
 def acquire(self: RunLock):
     "Take the lock, or raise `RunLocked` naming the run that holds it."
     err = None
+    self.created = not self.folder.exists()
     if self.proc.is_main:
         me = dict(pid=os.getpid(), host=socket.gethostname(), run=_launch_id(),
                   started=time.strftime('%Y-%m-%d %H:%M:%S'), command=' '.join([Path(sys.argv[0]).name] + sys.argv[1:]))
@@ -399,8 +400,10 @@ def acquire(self: RunLock):
 
 @patch
 def release(self: RunLock):
-    "Give the lock back (only if this run holds it)."
-    if self.held and (self.holder() or {}).get('pid') == os.getpid(): self.path.unlink(missing_ok=True)
+    "Give the lock back (only if this run holds it); a folder the lock made and nothing filled is removed again."
+    if self.held and (self.holder() or {}).get('pid') == os.getpid():
+        self.path.unlink(missing_ok=True)
+        if getattr(self, 'created', False) and self.folder.is_dir() and not any(self.folder.iterdir()): self.folder.rmdir()
     self.held = False
 @patch
 def __enter__(self: RunLock): return self.acquire()
