@@ -16,56 +16,72 @@ Figures:
 - fast: seconds per class and agreement with the exact picks: identical picks, and picks that fall in
   distinct exact-mode final clusters (one pick per cluster; a pick in no cluster or sharing one is a miss).
 """
-import argparse, json, os, resource, subprocess, sys, tempfile, time
+import argparse, json, logging, os, resource, subprocess, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 
 K, S, IPC, N = 85, 55, 10, 1300
 
 def make_store(folder, d, classes, seed=0):
-    "A feature store of synthetic classes, written with coda's own artefact helpers."
-    from coda.data import prepare_stage, finish_stage, save_npy, save_json
+    "A finished feature store of synthetic classes (and empty stand-ins for their images), written through the stage contract."
+    from coda.stage import Stage, save_npy, save_json
     folder = Path(folder)
-    if (folder/'manifest.json').exists(): return folder
-    prepare_stage(folder, 'features', dict(encoder='synthetic', d=d, seed=seed))
+    st = Stage(folder, 'features', dict(encoder='synthetic', d=d, seed=seed, classes=classes))
+    if st.complete: return folder
+    st.open()
     rng = np.random.default_rng(seed)
     noise = 0.5 * rng.standard_normal((N, d), dtype=np.float32)      # shared noise bank, rows permuted per class
-    for c in range(classes):
+    ids = [f'c{c:02d}' for c in range(classes)]
+    for c, cid in enumerate(ids):
+        if st.done(cid): continue
         r = np.random.default_rng([seed, c])
         lab = r.choice(12, N, p=r.dirichlet(np.ones(12) * 2))
         z = r.normal(0, 3, (12, 32))[lab] + r.normal(0, 1, (N, 32))
         A = r.standard_normal((32, d), dtype=np.float32) / np.sqrt(32)
         X = (z.astype(np.float32) @ A + noise[r.permutation(N)]).astype(np.float16)
-        save_npy(folder/f'c{c:02d}.npy', X)
-        save_json(folder/f'c{c:02d}.json', dict(class_id=f'c{c:02d}', class_index=c, prompt=f'class {c}',
-                                                image_ids=[f'c{c:02d}/{i:04d}.png' for i in range(N)], shape=[d], n=N))
-    finish_stage(folder, shape=[d], classes=[f'c{c:02d}' for c in range(classes)], n_images=classes * N)
+        save_npy(st.path(f'{cid}.npy'), X)
+        save_json(st.path(f'{cid}.json'), dict(class_id=cid, class_index=c, prompt=f'class {c}',
+                                               image_ids=[f'{cid}/{i:04d}.png' for i in range(N)], shape=[d], n=N))
+        st.finish_item(cid, [f'{cid}.npy', f'{cid}.json'], n=N)
+        img = folder.parent/f'images{classes}'/cid   # set R copies these; the benchmark never opens them
+        img.mkdir(parents=True, exist_ok=True)
+        for i in range(N): (img/f'{i:04d}.png').touch()
+    st.finish(ids, shape=[d], n_images=classes * N)
     return folder
 
 def fake_dataset(store, classes):
-    "A TargetDataset whose ids match the synthetic store (images are never opened by the benchmark)."
+    "A TargetDataset whose ids match the synthetic store (its images are empty files)."
     from coda.data import TargetDataset, ClassInfo
-    root = Path(store)/'_images'
+    root = Path(store).parent/f'images{classes}'
     return TargetDataset(root, None, [ClassInfo(f'c{c:02d}', c, f'class {c}', [root/f'c{c:02d}'/f'{i:04d}.png' for i in range(N)])
                                       for c in range(classes)])
 
+class _Costs(logging.Handler):
+    "Collects the per-class seconds and worker peak RSS that build_core_set logs."
+    def __init__(self): super().__init__(logging.INFO); self.rows = {}
+    def emit(self, rec):
+        if hasattr(rec, 'seconds'): self.rows[rec.class_id] = (rec.seconds, rec.peak_rss_mb)
+
 def run_core(store, out, classes, mode, n_jobs):
-    "Child process: build_core_set without copying images; prints timings as JSON."
+    "Child process: build_core_set; prints timings as JSON."
     import coda.discovery as cd
-    cd._copy_atomic = lambda src, dst: None   # synthetic images do not exist; the selection is what is timed
+    from coda.config import DiscoveryConfig
+    costs = _Costs()
+    lg = logging.getLogger('coda'); lg.setLevel(logging.INFO); lg.addHandler(costs)
     ds = fake_dataset(store, classes)
     t = time.time()
-    cd.build_core_set(store, ds, out, cd.DiscoveryConfig(ipc=IPC, n_neighbors=K, min_cluster_size=S, mode=mode, n_jobs=n_jobs), progress=False)
+    cd.build_core_set(store, ds, out, DiscoveryConfig(ipc=IPC, n_neighbors=K, min_cluster_size=S, mode=mode, n_jobs=n_jobs),
+                      show_progress=False)
     wall = time.time() - t
-    js = [json.load(open(Path(out)/f'c{c:02d}.json')) for c in range(classes)]
-    secs = [j['seconds'] for j in js]
-    rss = max([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024] + [j['worker_peak_rss_mb'] for j in js])   # main or any worker
+    ids = [f'c{c:02d}' for c in range(classes)]
+    secs = [costs.rows[c][0] for c in ids]
+    rss = max([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024] + [costs.rows[c][1] for c in ids])   # main or any worker
     print(json.dumps(dict(wall=wall, secs=secs, rss_mb=rss)))
 
 def run_reference(store, classes):
     "Child process: the published code's path for the first `classes` classes; prints timings and picks."
     import warnings; warnings.filterwarnings('ignore')
-    from coda.data import load_npy
+    from coda.stage import load_npy
     from coda.discovery import embed, core_from_embedding
     secs, picks = [], []
     for c in range(classes):

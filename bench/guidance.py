@@ -1,4 +1,4 @@
-"""Benchmarks of coda.guidance.
+"""Benchmarks of coda.guidance (the correction) and coda.generation (the generation stage).
 
 1. Overhead of the CoDA correction per denoising step: the same pipeline call (25 steps, CFG 5)
    with and without `coda_guidance`, interleaved, median over repeats (target: ratio <= 1.03).
@@ -27,14 +27,15 @@ def sync(device):
 
 
 def embeds(pipe, prompt, n, device):
-    from coda.guidance import _encode
+    from coda.generation import _encode
     e = _encode(pipe, prompt, True, device)
     return {k: v.repeat(n, *[1] * (v.ndim - 1)) for k, v in e.items()}
 
 
 def time_overhead(pipe, batch, steps, repeats, device, dtype, warmup=2):
     "Median seconds per call of the plain pipeline and of the same call under coda_guidance."
-    from coda.guidance import coda_guidance, latent_shape, generation_size
+    from coda.guidance import coda_guidance
+    from coda.generation import latent_shape, generation_size
     shape = latent_shape(pipe, *generation_size(pipe, _Cfg()))
     g = torch.Generator('cpu').manual_seed(0)
     x_T = torch.randn((batch,) + shape, generator=g).to(device, dtype)
@@ -65,9 +66,11 @@ class _Cfg:  # default height/width
 
 def time_generation(pipe, n_classes, ipc, steps, batch_sizes, device, eval_size, workdir, repeats=2):
     "Images/s of `generate` at each batch size and of one pipeline call per image (prompt re-encoded); best of `repeats`, interleaved."
-    from coda.guidance import GenerationConfig, generate, coda_guidance, latent_shape, generation_size, image_seed
+    from coda.config import GenerationConfig
+    from coda.guidance import coda_guidance
+    from coda.generation import generate, latent_shape, generation_size, image_seed
+    from coda.stage import save_png
     from diffusers.utils.torch_utils import randn_tensor
-    from coda.data import save_png
     from PIL import Image
     shape = latent_shape(pipe, *generation_size(pipe, _Cfg()))
     rng = np.random.default_rng(0)
@@ -87,8 +90,8 @@ def time_generation(pipe, n_classes, ipc, steps, batch_sizes, device, eval_size,
                 save_png(out/cid/f'{k}.png', im)
 
     def batched(b, out):
-        cfg = GenerationConfig(model='bench', steps=steps, batch_size=b, eval_size=eval_size, device=str(device))
-        generate(pipe, targets, out, cfg, progress=False, rank=0, world=1)
+        cfg = GenerationConfig(model='bench', num_inference_steps=steps, batch_size=b, eval_size=eval_size, device=str(device))
+        generate(pipe, targets, out, cfg, show_progress=False)
 
     runs = [('per_image_call', per_image)] + [(f'generate_b{b}', lambda out, b=b: batched(b, out)) for b in batch_sizes]
     best, best_cpu = {}, {}
@@ -104,7 +107,8 @@ def time_generation(pipe, n_classes, ipc, steps, batch_sizes, device, eval_size,
 
 def hook_cost_us(pipe, batch, device, n=500):
     "Microseconds per denoising step spent in the CoDA hook (pre + post), on the pipeline's real shapes, at a guided step."
-    from coda.guidance import _CodaHook, latent_shape, generation_size
+    from coda.guidance import _CodaHook
+    from coda.generation import latent_shape, generation_size
     shape = latent_shape(pipe, *generation_size(pipe, _Cfg()))
     h = _CodaHook(pipe, torch.randn((batch,) + shape), 0.05, 0.9)
     pipe.scheduler.set_timesteps(25); pipe._guidance_scale = 5.0; pipe._denoising_end = None
@@ -131,14 +135,14 @@ def main():
     args = ap.parse_args()
     from diffusers.utils import logging as dlog
     dlog.disable_progress_bar(); dlog.set_verbosity_error()
-    import coda.guidance as G
+    import coda.testing as T
     results = dict(load_before=load_avg(), torch=torch.__version__, steps=args.steps)
     with tempfile.TemporaryDirectory() as work:
         if args.full_size:
             if not torch.cuda.is_available(): sys.exit('--full-size needs a CUDA GPU')
             device, dtype = torch.device('cuda'), torch.float16
             results['device'] = torch.cuda.get_device_name()
-            pipe = G.full_size_pipeline(args.full_size, dtype, device)
+            pipe = T.full_size_pipeline(args.full_size, dtype, device)
             pipe.set_progress_bar_config(disable=True)
             reps = args.repeats or 3
             for b in (1, 4, 8):
@@ -155,7 +159,7 @@ def main():
             device = torch.device('cpu')
             results['device'] = f'cpu ({args.threads} thread(s))'
             reps = args.repeats or 15
-            for name, make in (('tiny_sd', G.tiny_sd_pipeline), ('tiny_sdxl', G.tiny_sdxl_pipeline)):
+            for name, make in (('tiny_sd', T.tiny_sd_pipeline), ('tiny_sdxl', T.tiny_sdxl_pipeline)):
                 pipe = make(); pipe.set_progress_bar_config(disable=True)
                 tp, tg, mp, mg, cr = time_overhead(pipe, 1, args.steps, reps, device, torch.float32)
                 hc = hook_cost_us(pipe, 1, device)
@@ -164,7 +168,7 @@ def main():
                 print(f'{name}: plain {1000 * tp / args.steps:.2f} ms/step, guided {1000 * tg / args.steps:.2f} ms/step: '
                       f'ratio {tg / tp:.4f} (median of {reps}), {mg / mp:.4f} (min), {cr:.4f} (CPU time); hook {hc:.0f} us/step = '
                       f'{100 * hc / (1e6 * mp / args.steps):.2f}% of the fastest plain step', flush=True)
-            pipe = G.tiny_sdxl_pipeline(); pipe.set_progress_bar_config(disable=True)
+            pipe = T.tiny_sdxl_pipeline(); pipe.set_progress_bar_config(disable=True)
             gen, gen_cpu = time_generation(pipe, 2, 8, args.steps, (1, 4, 8), device, 32, work)
             results['tiny_sdxl_generation_images_per_s'] = gen
             results['tiny_sdxl_generation_images_per_cpu_s'] = gen_cpu

@@ -3,7 +3,7 @@ in-memory uint8 images, batch augmentation RRC + flip + jitter + lighting, CutMi
 
     python bench/training.py                       # ResNetAP-10 at 256 px and ConvNet-3 (width 128) at 32 px, on CPU (1 and 2 threads) and CUDA if present
     python bench/training.py --case convnet32 --threads 1 --steps 20
-    python bench/training.py --device cuda --precision bf16
+    python bench/training.py --device cuda --precision bfloat16
 
 Prints one line per measurement and the machine load (`uptime`) before and after: the figures are only comparable
 on a quiet machine.
@@ -14,11 +14,12 @@ from dataclasses import replace
 import torch
 from fastai.callback.core import Callback
 
-from coda.training import TrainConfig, resolve_config, make_learner, cpu_threads
+from coda.config import TrainConfig
+from coda.training import resolve_train, make_learner, cpu_threads
 
 CASES = {  # name: (TrainConfig overrides, CPU batch size, GPU batch size)
-    'resnetap10_256': (dict(arch='resnetap10', size=256), 8, 64),
-    'convnet32': (dict(arch='convnet', size=32, depth=3, width=128), 64, 64),
+    'resnetap10_256': (dict(arch='resnetap10', image_size=256), 8, 64),
+    'convnet32': (dict(arch='convnet', image_size=32, depth=3, width=128), 64, 64),
 }
 
 class StepTimer(Callback):
@@ -30,13 +31,13 @@ class StepTimer(Callback):
     def before_fit(self): self._sync(); self.t.append(time.perf_counter())
     def after_batch(self): self._sync(); self.t.append(time.perf_counter())
 
-def measure(case, device, threads=None, bs=None, steps=5, warmup=2, precision='fp32', n_classes=10):
+def measure(case, device, threads=None, bs=None, steps=5, warmup=2, precision='float32', n_classes=10):
     over, bs_cpu, bs_gpu = CASES[case]
     bs = bs or (bs_gpu if device == 'cuda' else bs_cpu)
-    cfg = resolve_config(TrainConfig(**over, epochs=1, epoch_images=bs * (steps + warmup), batch_size=bs, device=device,
-                                     precision=precision, cpu_threads=threads), ipc=10, n_classes=n_classes)
+    cfg = resolve_train(TrainConfig(**over, epochs=1, epoch_images=bs * (steps + warmup), batch_size=bs, device=device,
+                                    precision=precision), ipc=10, n_classes=n_classes)
     g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (max(bs, 100), 3, cfg.size, cfg.size), dtype=torch.uint8, generator=g)
+    x = torch.randint(0, 256, (max(bs, 100), 3, cfg.image_size, cfg.image_size), dtype=torch.uint8, generator=g)
     y = torch.arange(len(x)) % n_classes
     timer = StepTimer()
     with cpu_threads(threads if device == 'cpu' else None):
@@ -55,7 +56,7 @@ def main():
     p.add_argument('--bs', type=int, default=None, help='batch size (default: 8 for ResNetAP-10 on CPU, else 64)')
     p.add_argument('--steps', type=int, default=None, help='timed steps (default: 3 for ResNetAP-10 on CPU, else 10)')
     p.add_argument('--warmup', type=int, default=1)
-    p.add_argument('--precision', default='fp32', choices=['fp32', 'bf16', 'fp16'], help='GPU only')
+    p.add_argument('--precision', default='float32', choices=['float32', 'bfloat16', 'float16'], help='GPU only')
     a = p.parse_args()
     print('command:', 'python ' + ' '.join(sys.argv))
     print(f'torch {torch.__version__}, {os.cpu_count()} CPUs' + (f', {torch.cuda.get_device_name()}' if torch.cuda.is_available() else ', no GPU'))
@@ -64,7 +65,7 @@ def main():
         for dev in a.device:
             for th in (a.threads if dev == 'cpu' else [None]):
                 steps = a.steps or (3 if (dev == 'cpu' and case.startswith('resnet')) else 10)
-                ips, spb = measure(case, dev, th, a.bs, steps, a.warmup, a.precision if dev == 'cuda' else 'fp32')
+                ips, spb = measure(case, dev, th, a.bs, steps, a.warmup, a.precision if dev == 'cuda' else 'float32')
                 bs = a.bs or (CASES[case][2] if dev == 'cuda' else CASES[case][1])
                 what = f'{th} thread(s)' if dev == 'cpu' else a.precision
                 print(f'{case:15s} {dev:4s} {what:12s} batch {bs:3d}: {ips:8.1f} images/s  ({spb * 1000:.0f} ms/step, {steps} steps timed)', flush=True)
