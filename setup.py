@@ -38,6 +38,7 @@ setuptools.setup(
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=['coda', 'coda.*']),
     include_package_data=True,
+    package_data={'coda': ['configs/*.yaml']},
     install_requires=requirements,
     extras_require={'dev': dev_requirements},
     dependency_links=cfg.get('dep_links', '').split(),

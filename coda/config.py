@@ -12,8 +12,9 @@ from pathlib import Path
 __all__ = ['DTYPES', 'STUDENTS', 'BASELINES', 'DATASETS', 'SECTIONS', 'PREFIX', 'DISTILL_SWITCHES', 'EVALUATE_SECTIONS',
            'DataConfig', 'FeatureConfig', 'DiscoveryConfig', 'GenerationConfig', 'TrainConfig', 'RunConfig',
            'flag_table', 'flag_of', 'parse_value', 'field_help', 'make_parser', 'config_from_dict', 'load_config',
-           'default_training', 'digits_recipe', 'set_field', 'config_from_args', 'parse_args', 'ConfigError',
-           'resolve_config', 'check_config', 'validate', 'distill_parser', 'evaluate_parser']
+           'expand_env', 'recipes_dir', 'list_recipes', 'find_config', 'default_training', 'digits_recipe', 'set_field',
+           'config_from_args', 'parse_args', 'ConfigError', 'resolve_config', 'check_config', 'validate',
+           'distill_parser', 'evaluate_parser']
 
 # %% ../nbs/01_config.ipynb #b15b57b3
 DTYPES = ('float32', 'float16', 'bfloat16')
@@ -217,7 +218,7 @@ def make_parser(prog, description, sections=tuple(SECTIONS), extra=()):
         groups[s].add_argument(f'--{flag}', dest=flag, help=helps[s][n].replace('%', '%%'), **kw)
     return p
 
-# %% ../nbs/01_config.ipynb #44d26b07
+# %% ../nbs/01_config.ipynb #61dcf08f
 def _build(cls, d, where):
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(d) - known)
@@ -233,9 +234,8 @@ def config_from_dict(d: dict) -> RunConfig:
     return _build(RunConfig, {**d, **kw}, '') if d or kw else RunConfig()
 
 def load_config(path) -> RunConfig:
-    "Read a `RunConfig` from a `.yaml`/`.yml` or `.json` file."
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f'config file {path} does not exist')
+    "Read a `RunConfig` from a `.yaml`/`.yml` or `.json` file, or a recipe shipped with coda (by name)."
+    path = find_config(path)
     try:
         if path.suffix in ('.yaml', '.yml'):
             import yaml
@@ -247,7 +247,38 @@ def load_config(path) -> RunConfig:
         if type(e).__module__.startswith('yaml'): raise ValueError(f'config file {path} is not valid YAML: {e}') from e
         raise
     if not isinstance(d, dict): raise ValueError(f'config file {path}: expected a mapping of settings')
-    return config_from_dict(d)
+    return config_from_dict(expand_env(d))
+
+# %% ../nbs/01_config.ipynb #0df1cda2
+_ENV = re.compile(r'\$\{(\w+)(?::-([^}]*))?\}')
+
+def expand_env(o, env=None):
+    "`o` with `${VAR}` / `${VAR:-default}` in its strings replaced from the environment (unset, no default: kept)."
+    env = os.environ if env is None else env
+    if isinstance(o, dict): return {k: expand_env(v, env) for k, v in o.items()}
+    if isinstance(o, list): return [expand_env(v, env) for v in o]
+    if not isinstance(o, str): return o
+    sub = lambda m: env.get(m[1], m[2] if m[2] is not None else m[0])
+    return _ENV.sub(sub, o)
+
+def recipes_dir():
+    "The folder of the recipes shipped with coda."
+    from importlib.resources import files
+    return Path(str(files('coda')/'configs'))
+
+def list_recipes():
+    "Recipe name -> its first comment line."
+    return {p.stem: p.read_text().splitlines()[0].lstrip('# ').removeprefix('coda recipe: ')
+            for p in sorted(recipes_dir().glob('*.yaml'))}
+
+def find_config(name):
+    "The config file `name`: a path, or the name of a recipe shipped with coda."
+    p = Path(name)
+    if p.is_file(): return p
+    r = recipes_dir()/f'{name}.yaml'
+    if r.is_file(): return r
+    raise FileNotFoundError(f'config {name!r} is neither a file nor one of the recipes shipped with coda '
+                            f'({", ".join(list_recipes())}); coda_distill --list-configs lists them')
 
 # %% ../nbs/01_config.ipynb #e32a7090
 def default_training(dataset):
@@ -386,13 +417,17 @@ def _training_problems(t: TrainConfig):
         elif not Path(t.teacher_checkpoint).is_file(): p.append(('teacher_checkpoint', f'{t.teacher_checkpoint} is not a file'))
     return p
 
-# %% ../nbs/01_config.ipynb #6e76d8b8
+# %% ../nbs/01_config.ipynb #7da70b3a
 def check_config(cfg: RunConfig, sections=tuple(SECTIONS)):
     "Every problem of the (resolved) run config `cfg`, each as '--flag: what is wrong'."
     per = dict(data=lambda: _data_problems(cfg.data), features=lambda: _feature_problems(cfg.features, cfg.generation.model),
                discovery=lambda: _discovery_problems(cfg.discovery), generation=lambda: _generation_problems(cfg.generation),
                training=lambda: _training_problems(cfg.training or default_training(cfg.data.dataset)))
-    out = [f'{flag_of(s, n)}: {msg}' for s in sections for n, msg in per[s]()]
+    unset = {(s, f.name): m[1] for s in sections if getattr(cfg, s) is not None for f in fields(SECTIONS[s])
+             if isinstance(v := getattr(getattr(cfg, s), f.name), str) and (m := _ENV.search(v))}
+    out = [f'{flag_of(s, n)}: the config reads it from the environment variable {var}, which is not set: set it, or pass {flag_of(s, n)}'
+           for (s, n), var in unset.items()]
+    out += [f'{flag_of(s, n)}: {msg}' for s in sections for n, msg in per[s]() if (s, n) not in unset]
     run = _check_fields(cfg, dict(cpu_threads=(_pos, 'must be >= 1'),
                                   baselines=(lambda v: all(b in BASELINES for b in v), f"must be among {', '.join(BASELINES)} (or none)")))
     out += [f'{flag_of(None, n)}: {msg}' for n, msg in run]
@@ -408,8 +443,10 @@ def validate(cfg: RunConfig, sections=tuple(SECTIONS)) -> RunConfig:
     if probs: raise ConfigError(probs)
     return cfg
 
-# %% ../nbs/01_config.ipynb #2d2c996d
-DISTILL_SWITCHES = (('skip-eval', 'only distil; do not train students'),)
+# %% ../nbs/01_config.ipynb #a61249fd
+DISTILL_SWITCHES = (('skip-eval', 'only distil; do not train students'),
+                    ('plan', 'check everything (settings, dataset, models, teacher) and print what the run would do, without doing it'),
+                    ('list-configs', 'list the recipes shipped with coda (the paper\'s settings), for --config NAME'))
 
 def distill_parser():
     "The parser of `coda_distill`."
