@@ -92,7 +92,7 @@ def check_guidable(pipe):
         raise TypeError(f'{sname} has no alphas_cumprod table; coda_guidance cannot compute x̂0 with it.')
     return True
 
-# %% ../nbs/05_guidance.ipynb #99786c41
+# %% ../nbs/05_guidance.ipynb #aa4f94cb
 class _CodaHook:
     "Forward (pre-)hooks on a pipeline's UNet applying the CoDA correction; `steps` records each step when `record`."
     def __init__(self, pipe, targets, gamma, guide_frac, record=False):
@@ -136,7 +136,7 @@ class _CodaHook:
             raise ValueError(
                 f'coda_guidance: the target latents are {"x".join(map(str, shape))} but the pipeline denoises '
                 f'{C}x{H}x{W} latents ({H * self.vae_scale}x{W * self.vae_scale} px). Encode the targets at '
-                f'{H * self.vae_scale}x{W * self.vae_scale} px (the features stage resolution), or generate at '
+                f'{H * self.vae_scale}x{W * self.vae_scale} px (--resolution of the features stage), or generate at '
                 f'height={h * self.vae_scale}, width={w * self.vae_scale}.')
         if n != B:
             raise ValueError(f'coda_guidance got {B} target latent(s) but the pipeline denoises {n} image(s) '
