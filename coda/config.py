@@ -60,7 +60,7 @@ class DiscoveryConfig:
     take_all: bool = False           # a class with no more than ipc images: take all of them instead of stopping with an error
     n_jobs: int = 1                  # worker processes for core discovery in each process of the run (-1: all cores); does not change the picks
 
-# %% ../nbs/01_config.ipynb #21f753f9
+# %% ../nbs/01_config.ipynb #d2e34315
 @dataclass
 class GenerationConfig:
     "How the distilled images are generated (defaults: the paper's)."
@@ -79,7 +79,7 @@ class GenerationConfig:
     seed: int = 0                    # seed of the initial noise; each image's seed follows from it, its class and its place
     dtype: str = 'auto'              # precision of the pipeline: float32, float16, bfloat16, or auto (float16 on a GPU, float32 on a CPU)
     device: str | None = None        # cpu, cuda, cuda:1, mps; default: this process's own device
-    batch_size: int = 4              # images per UNet call (does not change the images)
+    batch_size: int = 4              # images per UNet call; batched kernels round differently, so it is part of the images' record
 
 # %% ../nbs/01_config.ipynb #310f077a
 @dataclass

@@ -175,7 +175,7 @@ def encode_paths(encoder, paths, batch_size=32):
     chunks = [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)]
     return np.concatenate([encoder.encode(ims) for ims in _prefetched(chunks)])
 
-# %% ../nbs/03_features.ipynb #f90c7e51
+# %% ../nbs/03_features.ipynb #463105f5
 def _split_root(ds):
     return Path(ds.root) if ds.split is None else Path(ds.root)/ds.split
 
@@ -199,10 +199,9 @@ def _checked(f, cls, ids, first):
     bad = np.flatnonzero(~np.isfinite(x).all(1))
     if len(bad):
         names = ', '.join(ids[first + i] for i in bad[:3]) + (' ...' if len(bad) > 3 else '')
-        raise ValueError(f'class {cls.id}: the features of {len(bad)} image(s) are not finite (NaN, Inf or beyond float16) '
-                         f'even after a float32 re-encode: {names}. Nothing of this class was written. The VAE overflows on them: '
-                         f"use {flag_of('features', 'vae')} <fp16-fix VAE> (e.g. madebyollin/sdxl-vae-fp16-fix) "
-                         f"or {flag_of('features', 'dtype')} float32")
+        raise ValueError(f"class {cls.id}: the features of {len(bad)} image(s) are not finite (NaN, Inf, or beyond float16's "
+                         f'range): {names}. Nothing of this class was written. The VAE overflows on them: use '
+                         f"{flag_of('features', 'vae')} <fp16-fix VAE> (e.g. madebyollin/sdxl-vae-fp16-fix) or {flag_of('features', 'dtype')} float32")
     return x
 
 # %% ../nbs/03_features.ipynb #5df6fee2
@@ -231,7 +230,7 @@ def _encode_class(st, ds, cls, encoder, batch_size, ticks):
     st.finish_item(cls.id, [f'{cls.id}.npy', f'{cls.id}.json'], n=n, images=_ids_digest(ids))
     shutil.rmtree(parts, ignore_errors=True)
 
-# %% ../nbs/03_features.ipynb #a086a5b3
+# %% ../nbs/03_features.ipynb #7a5e2cd7
 @dataclass
 class FeatureStore:
     "A finished feature store on disk."
@@ -252,18 +251,18 @@ class FeatureStore:
         return load_npy(self.folder/f'{class_id}.npy', mmap=mmap)
     def __repr__(self): return f'FeatureStore({len(self.class_ids)} classes, features {self.shape}, encoder {self.config["encoder"]!r})'
 
+FIX = 'rerun coda_distill with the same settings to rebuild it'
+
 def load_feature_store(folder, check=True):
     "The finished feature store in `folder`, every file checked against its digest (`check=False`: the record only)."
     folder = Path(folder)
-    if check: read_stage(folder, 'features')
+    if check: read_stage(folder, 'features', fix=FIX)
     r = Stage(folder, 'features', None).record()
     if r is None or r.get('stage') != 'features' or not r.get('complete'):
-        read_stage(folder, 'features')   # raises the reader's error, naming what is wrong
+        read_stage(folder, 'features', fix=FIX)   # raises the reader's error, naming what is wrong
     return FeatureStore(folder, r)
 
-# %% ../nbs/03_features.ipynb #b33cf1b7
-FIX = 'rerun coda_distill with the same settings to rebuild it'
-
+# %% ../nbs/03_features.ipynb #d71d2e57
 def build_feature_store(ds: TargetDataset, out_dir, cfg: FeatureConfig, model=None, upstream=None, overwrite=False,
                         proc: Process = None, show_progress=True) -> FeatureStore:
     """Encode every image of `ds` into the feature store `out_dir` (the 'features' stage; resumable).
@@ -272,13 +271,15 @@ def build_feature_store(ds: TargetDataset, out_dir, cfg: FeatureConfig, model=No
     proc = proc or current_process()
     scfg = store_config(cfg, model)
     st = Stage(out_dir, 'features', scfg, upstream, fix=FIX).open(overwrite, proc)
-    byid = {c.id: c for c in ds.classes}
-    mine = []
-    for cid in proc.shard(ds.class_ids):          # by position in the whole list: the same split however far others got
-        if not st.done(cid): mine.append(byid[cid]); continue
-        if st.item(cid).get('images') != _ids_digest(image_ids(ds, byid[cid])):
-            raise ArtefactError(f'{st.folder}: class {cid} was encoded from other images than the dataset lists now; '
+    for c in ds.classes:   # every process looks at every finished class's record, so that all of them stop here together
+        try: rec = st.item(c.id)
+        except ArtefactError: continue   # a damaged record: the class is encoded again
+        if rec is not None and rec.get('images') != _ids_digest(image_ids(ds, c)):
+            raise ArtefactError(f'{st.folder}: class {c.id} was encoded from other images than the dataset lists now; '
                                 'pass --overwrite to encode the store again, or choose another output folder (--out)')
+    byid = {c.id: c for c in ds.classes}
+    # split by position in the whole list, then skip what is done: the same split however far the other processes got
+    mine = [byid[cid] for cid in proc.shard(ds.class_ids) if not st.done(cid)]
     if mine:
         t0, n = time.time(), sum(len(c.paths) for c in mine)
         encoder = make_encoder(replace(cfg, encoder=scfg['encoder']), model,
