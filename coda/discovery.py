@@ -528,7 +528,7 @@ def show_core_set(folder, n=None, size=0.6):
     fig.tight_layout(pad=0.1)
     return fig
 
-# %% ../nbs/04_discovery.ipynb #b72face0
+# %% ../nbs/04_discovery.ipynb #191a85e2
 def plot_class_map(core_folder, class_id, ax=None, title=None):
     "The map of one class of a CoDA core set: first HDBSCAN's clusters, noise (grey) and the representatives (numbered stars)."
     import matplotlib.pyplot as plt
@@ -541,7 +541,7 @@ def plot_class_map(core_folder, class_id, ax=None, title=None):
     P, labels, idx = load_npy(mp), np.asarray(j['labels']), np.asarray(j['indices'])
     ax = ax or plt.subplots(figsize=(4.5, 4))[1]
     noise = labels < 0
-    ax.scatter(*P[noise].T, s=6, c='lightgrey', label='noise')
+    if noise.any(): ax.scatter(*P[noise].T, s=6, c='lightgrey', label='noise')
     ax.scatter(*P[~noise].T, s=8, c=labels[~noise], cmap='tab20')
     ax.scatter(*P[idx].T, s=120, marker='*', c='red', edgecolors='k', linewidths=0.5, label='representatives')
     for k, i in enumerate(idx): ax.annotate(str(k), P[i], fontsize=7, xytext=(3, 3), textcoords='offset points')

@@ -22,9 +22,9 @@ from .stage import (Stage, Process, ArtefactError, current_process, read_stage, 
 log = logging.getLogger('coda')
 
 # %% auto #0
-__all__ = ['log', 'FIX', 'Encoder', 'to_unit_range', 'PixelEncoder', 'load_vae', 'vae_scale_factor', 'vae_config',
-           'default_resolution', 'VaeEncoder', 'resolve_encoder', 'store_config', 'make_encoder', 'encode_paths',
-           'image_ids', 'FeatureStore', 'load_feature_store', 'build_feature_store']
+__all__ = ['log', 'Encoder', 'to_unit_range', 'PixelEncoder', 'load_vae', 'vae_scale_factor', 'vae_config', 'default_resolution',
+           'VaeEncoder', 'resolve_encoder', 'store_config', 'make_encoder', 'encode_paths', 'image_ids', 'FeatureStore',
+           'load_feature_store', 'build_feature_store']
 
 # %% ../nbs/03_features.ipynb #ccf2b968
 class Encoder(Protocol):
@@ -175,7 +175,7 @@ def encode_paths(encoder, paths, batch_size=32):
     chunks = [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)]
     return np.concatenate([encoder.encode(ims) for ims in _prefetched(chunks)])
 
-# %% ../nbs/03_features.ipynb #463105f5
+# %% ../nbs/03_features.ipynb #735c8740
 def _split_root(ds):
     return Path(ds.root) if ds.split is None else Path(ds.root)/ds.split
 
@@ -195,10 +195,10 @@ def _device(cfg, proc):
 
 def _checked(f, cls, ids, first):
     "`f` (n, C, H, W) as float16 rows, or a ValueError naming the class and its images whose features are not finite."
-    x = f.reshape(len(f), -1).astype(np.float16)
+    with np.errstate(over='ignore', invalid='ignore'): x = f.reshape(len(f), -1).astype(np.float16)   # overflow is checked next
     bad = np.flatnonzero(~np.isfinite(x).all(1))
     if len(bad):
-        names = ', '.join(ids[first + i] for i in bad[:3]) + (' ...' if len(bad) > 3 else '')
+        names = ', '.join(ids[first + i] for i in bad[:3]) + (f' and {len(bad) - 3} more' if len(bad) > 3 else '')
         raise ValueError(f"class {cls.id}: the features of {len(bad)} image(s) are not finite (NaN, Inf, or beyond float16's "
                          f'range): {names}. Nothing of this class was written. The VAE overflows on them: use '
                          f"{flag_of('features', 'vae')} <fp16-fix VAE> (e.g. madebyollin/sdxl-vae-fp16-fix) or {flag_of('features', 'dtype')} float32")
@@ -230,7 +230,7 @@ def _encode_class(st, ds, cls, encoder, batch_size, ticks):
     st.finish_item(cls.id, [f'{cls.id}.npy', f'{cls.id}.json'], n=n, images=_ids_digest(ids))
     shutil.rmtree(parts, ignore_errors=True)
 
-# %% ../nbs/03_features.ipynb #7a5e2cd7
+# %% ../nbs/03_features.ipynb #d7d8f454
 @dataclass
 class FeatureStore:
     "A finished feature store on disk."
@@ -251,18 +251,18 @@ class FeatureStore:
         return load_npy(self.folder/f'{class_id}.npy', mmap=mmap)
     def __repr__(self): return f'FeatureStore({len(self.class_ids)} classes, features {self.shape}, encoder {self.config["encoder"]!r})'
 
-FIX = 'rerun coda_distill with the same settings to rebuild it'
+_FIX = 'rerun coda_distill with the same settings to rebuild it'
 
 def load_feature_store(folder, check=True):
     "The finished feature store in `folder`, every file checked against its digest (`check=False`: the record only)."
     folder = Path(folder)
-    if check: read_stage(folder, 'features', fix=FIX)
+    if check: read_stage(folder, 'features', fix=_FIX)
     r = Stage(folder, 'features', None).record()
     if r is None or r.get('stage') != 'features' or not r.get('complete'):
-        read_stage(folder, 'features', fix=FIX)   # raises the reader's error, naming what is wrong
+        read_stage(folder, 'features', fix=_FIX)   # raises the reader's error, naming what is wrong
     return FeatureStore(folder, r)
 
-# %% ../nbs/03_features.ipynb #d71d2e57
+# %% ../nbs/03_features.ipynb #5b54c788
 def build_feature_store(ds: TargetDataset, out_dir, cfg: FeatureConfig, model=None, upstream=None, overwrite=False,
                         proc: Process = None, show_progress=True) -> FeatureStore:
     """Encode every image of `ds` into the feature store `out_dir` (the 'features' stage; resumable).
@@ -270,7 +270,7 @@ def build_feature_store(ds: TargetDataset, out_dir, cfg: FeatureConfig, model=No
     when processes are simulated one after another)."""
     proc = proc or current_process()
     scfg = store_config(cfg, model)
-    st = Stage(out_dir, 'features', scfg, upstream, fix=FIX).open(overwrite, proc)
+    st = Stage(out_dir, 'features', scfg, upstream, fix=_FIX).open(overwrite, proc)
     for c in ds.classes:   # every process looks at every finished class's record, so that all of them stop here together
         try: rec = st.item(c.id)
         except ArtefactError: continue   # a damaged record: the class is encoded again
