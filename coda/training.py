@@ -451,7 +451,7 @@ def add_comparisons(methods: dict) -> dict:
     for name, v in methods.items(): v['vs_random'], v['vs_full'] = compare_to(methods, name, 'random'), compare_to(methods, name, 'full')
     return methods
 
-# %% ../nbs/07_training.ipynb #3554366c
+# %% ../nbs/07_training.ipynb #9ca11376
 def ranking(results) -> tuple:
     "(improvement over random, gap to full): name -> top-1 points, from the means of `results['methods']`."
     t = {k: v['top1_mean'] for k, v in results['methods'].items()}
@@ -460,9 +460,11 @@ def ranking(results) -> tuple:
 
 def _pm(m, s): return f'{m:.1f} ± {s:.1f}'
 
+def _pts(v): return f'{v:+.2f}' if 0 < abs(v) < 0.05 else f'{v:+.1f}'   # a bound near 0 keeps its sign visible
+
 def _ci(c):
     if c is None: return ''
-    return f"{c['mean']:+.1f}" + ('' if c['lo'] is None else f" [{c['lo']:+.1f}, {c['hi']:+.1f}]")
+    return _pts(c['mean']) + ('' if c['lo'] is None else f" [{_pts(c['lo'])}, {_pts(c['hi'])}]")
 
 def _comparison(methods, name, key):
     "The comparison `key` ('vs_random', 'vs_full') of `name`: from the per-seed top-1 of `methods` when they have it, else as stored."
@@ -554,7 +556,7 @@ def summarise(runs, cfg: TrainConfig, ipc, config=None) -> dict:
                       f'(the published code reports this); mean ± std over {len(runs)} seeds'),
                 config=config if config is not None else stage_config(cfg))
 
-# %% ../nbs/07_training.ipynb #9eff4b4e
+# %% ../nbs/07_training.ipynb #45083c1c
 def evaluate_sets(sets: dict, val_ds: TargetDataset, cfg: TrainConfig, out_dir, upstream: dict | None = None, overwrite=False,
                   proc: Process = None, cpu_threads=1, show_progress=True) -> dict:
     "Train `cfg.seeds` students on each set of `sets` (name -> TargetDataset), test them on `val_ds`; one stage per set in `out_dir/<name>`."
@@ -566,9 +568,9 @@ def evaluate_sets(sets: dict, val_ds: TargetDataset, cfg: TrainConfig, out_dir, 
     rcfg = {name: resolve_train(cfg, set_ipc(ds), n_classes) for name, ds in sets.items()}
     scfg = {name: stage_config(c) for name, c in rcfg.items()}
     stages = {name: Stage(out/name, 'evaluation', scfg[name], upstream.get(name, {})).open(overwrite, proc) for name in sets}
-    todo = [(name, item) for name, st in stages.items() for item in st.todo(seeds)]
-    proc.barrier()   # every process has the same list before anything is written
-    mine, dev = proc.shard(todo), default_device(cfg.device, proc)
+    pairs = [(name, item) for name in sets for item in seeds]
+    mine = [(name, item) for name, item in proc.shard(pairs) if not stages[name].done(item)]   # split first, then skip what is done
+    dev = default_device(cfg.device, proc)
     if mine:
         val = load_images(val_ds, cfg.image_size, cfg.image_size * cfg.val_resize, cfg.resample)
         teacher, idx = _teacher_for(cfg, val_ds)
