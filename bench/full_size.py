@@ -156,7 +156,8 @@ def child(arch, args):
         first = rcalls[0]['seconds'] - (swap.seconds or 0)   # the first call includes the swap
         r_step = statistics.mean([first] + [c['seconds'] for c in rcalls[1:]])
         print(f'sdxl -> refiner hand-off: refiner UNet swapped in for the base\'s in {swap.seconds:.1f} s, {r_step:.2f} s/step '
-              f'({len(rcalls)} unguided step(s), CoDA hook off), peak RSS {peak_rss_gb():.2f} GB{gpu_peak()}  {status}', flush=True)
+              f'({len(rcalls)} step(s), CoDA hook off, outputs untouched and finite), peak RSS {peak_rss_gb():.2f} GB{gpu_peak()}  '
+              + ('checks passed' if ok else 'CHECK FAILED'), flush=True)
     del pipe, refiner; gc.collect()
     return ok
 
