@@ -57,7 +57,6 @@ def handoff_steps(pipe, steps, denoising_end):
 
 def one_run(pipe, refiner, args, device, dtype, steps, n_images, denoising_end=None, check=True):
     "generate() for one class with `n_images` random targets in one batch, checked; (seconds, base UNet calls, refiner UNet calls, check rows)."
-    import numpy as np
     import torch
     from PIL import Image
     import coda.testing as T

@@ -19,7 +19,7 @@ from coda.training import resolve_train, make_learner, cpu_threads
 
 CASES = {  # name: (TrainConfig overrides, CPU batch size, GPU batch size)
     'resnetap10_256': (dict(arch='resnetap10', image_size=256), 8, 64),
-    'convnet32': (dict(arch='convnet', image_size=32, depth=3, width=128), 64, 64),
+    'convnet32': (dict(arch='convnet', image_size=32, convnet_depth=3, convnet_width=128), 64, 64),
 }
 
 class StepTimer(Callback):

@@ -81,15 +81,15 @@ class GenerationConfig:
     device: str | None = None        # cpu, cuda, cuda:1, mps; default: this process's own device
     batch_size: int = 4              # images per UNet call; batched kernels round differently, so it is part of the images' record
 
-# %% ../nbs/01_config.ipynb #310f077a
+# %% ../nbs/01_config.ipynb #7e767000
 @dataclass
 class TrainConfig:
     "How students are trained on a set and tested on the real validation split. Unset (None) values take the protocol's default."
     protocol: str = 'hard'           # 'hard' (hard labels, the IDC/Minimax protocol of the ImageNet subsets) or 'soft' (a teacher's soft labels, the RDED/SRe2L protocol of ImageNet-1K)
     arch: str = 'resnetap10'         # student: convnet, resnetap10, resnet18, resnet18_small, or torchvision:<name> / timm:<name>
     image_size: int = 256            # side of the student's input images
-    depth: int = 3                   # convnet depth
-    width: int = 128                 # convnet width
+    convnet_depth: int = 3           # convnet: convolution blocks
+    convnet_width: int = 128         # convnet: channels of each block
     epochs: int | None = None        # default: hard 2000 (IPC <= 10), 1500 (<= 50), 1000 (<= 200), 500 (<= 500), 300; soft 300
     epoch_images: int | None = None  # images per epoch; default: one pass over the set
     batch_size: int | None = None    # default: hard 64; soft 50 (IPC <= 10) or 100, doubled for 100 classes or more
@@ -280,14 +280,14 @@ def find_config(name):
     raise FileNotFoundError(f'config {name!r} is neither a file nor one of the recipes shipped with coda '
                             f'({", ".join(list_recipes())}); coda_distill --list-configs lists them')
 
-# %% ../nbs/01_config.ipynb #e32a7090
+# %% ../nbs/01_config.ipynb #3ca25dc9
 def default_training(dataset):
     "The student recipe a run uses when none is given: the CPU demo recipe for digits, else the protocol's defaults."
     return digits_recipe() if dataset == 'digits' else TrainConfig()
 
 def digits_recipe(**kw):
     "The reduced hard-label recipe of the CPU digits demo; keyword arguments override it."
-    return TrainConfig(**{**dict(arch='convnet', image_size=16, depth=3, width=32, epochs=10, epoch_images=1280, flip=False,
+    return TrainConfig(**{**dict(arch='convnet', image_size=16, convnet_depth=3, convnet_width=32, epochs=10, epoch_images=1280, flip=False,
                                  val_resize=1.0, resample='box', eval_every=2), **kw})
 
 def set_field(cfg: RunConfig, section, name, value) -> RunConfig:
