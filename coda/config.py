@@ -417,9 +417,9 @@ def _training_problems(t: TrainConfig):
         elif not Path(t.teacher_checkpoint).is_file(): p.append(('teacher_checkpoint', f'{t.teacher_checkpoint} is not a file'))
     return p
 
-# %% ../nbs/01_config.ipynb #7da70b3a
+# %% ../nbs/01_config.ipynb #ade7e069
 def check_config(cfg: RunConfig, sections=tuple(SECTIONS)):
-    "Every problem of the (resolved) run config `cfg`, each as '--flag: what is wrong'."
+    "Every problem of the (resolved) run config `cfg`, each as '--<flag>: what is wrong'."
     per = dict(data=lambda: _data_problems(cfg.data), features=lambda: _feature_problems(cfg.features, cfg.generation.model),
                discovery=lambda: _discovery_problems(cfg.discovery), generation=lambda: _generation_problems(cfg.generation),
                training=lambda: _training_problems(cfg.training or default_training(cfg.data.dataset)))

@@ -21,15 +21,91 @@ from .features import FeatureStore, load_feature_store, VaeEncoder, encode_paths
 log = logging.getLogger('coda')
 
 # %% auto #0
-__all__ = ['log', 'umap_distance_matrix', 'standardize_exact', 'standardize_fast', 'embed', 'CoreResult', 'core_from_embedding',
-           'discover_core', 'map_2d', 'select_random', 'select_kmeans', 'core_config', 'build_core_set', 'CoreClass',
-           'load_core_set', 'show_core_set', 'plot_class_map']
+__all__ = ['log', 'standardize_exact', 'umap_distance_matrix', 'umap_knn', 'standardize_fast', 'embed', 'CoreResult',
+           'core_from_embedding', 'discover_core', 'map_2d', 'select_random', 'select_kmeans', 'core_config',
+           'build_core_set', 'CoreClass', 'load_core_set', 'show_core_set', 'plot_class_map']
 
-# %% ../nbs/04_discovery.ipynb #55f6901a
+# %% ../nbs/04_discovery.ipynb #90803195
+import math
 import numba
+from numba.core.registry import CPUDispatcher
+import umap.umap_, umap.layouts, umap.utils, umap.distances, umap.spectral
 from umap.distances import euclidean as _umap_euclidean
 
-@numba.njit(parallel=True)
+def _cache_umap_numba():
+    "Switch on numba's on-disk cache for umap-learn's compiled functions (the same machine code, compiled once per machine)."
+    for mod in (umap.umap_, umap.layouts, umap.utils, umap.distances, umap.spectral):
+        for f in vars(mod).values():
+            if isinstance(f, CPUDispatcher) and type(f._cache).__name__ == 'NullCache':
+                try: f.enable_caching()
+                except Exception: pass   # an uncachable function is compiled as usual
+
+_cache_umap_numba()
+
+# %% ../nbs/04_discovery.ipynb #d1da6705
+@numba.njit(cache=True)
+def _col_stats(X, s1, corr, s2):
+    "Per column, rows added in order (numpy's axis-0 sums): sum(x), then with T = sum / n: sum(x - T) and sum((x - T)**2), in float64."
+    n, d = X.shape
+    for i in range(n):
+        for j in range(d): s1[j] += X[i, j]
+    T = s1 / n
+    for i in range(n):
+        for j in range(d):
+            t = np.float64(X[i, j]) - T[j]
+            corr[j] += t
+            s2[j] += t * t
+
+@numba.njit(cache=True)
+def _round_f16(v, b):
+    "float32 values `v` (`b`: the same memory as uint32) rounded in place to float16, as numpy's cast: half to even, beyond 65504 inf."
+    for j in range(len(b)):
+        a = b[j] & np.uint32(0x7fffffff)
+        s = b[j] & np.uint32(0x80000000)
+        if a >= np.uint32(0x7f800000): continue                          # inf, nan
+        if a < np.uint32(0x38800000):                                    # float16 subnormals: multiples of 2**-24
+            v[j] = (abs(v[j]) + np.float32(0.5)) - np.float32(0.5)
+            b[j] = b[j] | s
+        else:                                                            # keep 10 of float32's 23 fraction bits
+            r = (a + np.uint32(0xfff) + ((a >> np.uint32(13)) & np.uint32(1))) & np.uint32(0xffffe000)
+            b[j] = (np.uint32(0x7f800000) if r > np.uint32(0x477fe000) else r) | s
+
+@numba.njit(cache=True)
+def _col_scale(X, mean, scale, out):
+    "StandardScaler's float16 transform `(x - mean) / scale` (mean, scale: float16 values): each operation in float32, rounded to float16."
+    n, d = X.shape
+    t = np.empty(d, np.float32)
+    tb = t.view(np.uint32)
+    for i in range(n):
+        for j in range(d): t[j] = X[i, j] - mean[j]
+        _round_f16(t, tb)
+        for j in range(d): t[j] = t[j] / scale[j]
+        _round_f16(t, tb)
+        for j in range(d): out[i, j] = t[j]
+
+def standardize_exact(X, chunk=1024):
+    "sklearn's `StandardScaler` fitted on the class in the input's dtype (float16 for a store), as float32, bit for bit; fast for float16."
+    X = np.asarray(X)
+    if X.dtype != np.float16:
+        from sklearn.preprocessing import StandardScaler
+        return np.ascontiguousarray(StandardScaler().fit_transform(X), dtype=np.float32)
+    from sklearn.preprocessing._data import _is_constant_feature, _handle_zeros_in_scale
+    n, d = X.shape
+    out = np.empty((n, d), np.float32)
+    for c in range(0, d, chunk):
+        x = X[:, c:c + chunk].astype(np.float32)
+        m = x.shape[1]
+        s1, corr, s2 = np.zeros(m), np.zeros(m), np.zeros(m)
+        _col_stats(x, s1, corr, s2)
+        mean = (0.0 + s1) / np.float64(n)
+        var = (s2 - corr ** 2 / np.float64(n)) / np.float64(n)
+        scale = _handle_zeros_in_scale(np.sqrt(var), copy=False, constant_mask=_is_constant_feature(var, mean, n))
+        f16 = lambda a: a.astype(np.float16).astype(np.float32)
+        _col_scale(x, f16(mean), f16(scale), out[:, c:c + chunk])
+    return out
+
+# %% ../nbs/04_discovery.ipynb #953c3a52
+@numba.njit(parallel=True, cache=True)
 def _pairwise_blocked(X, out, block):
     "out[i, j] = umap's numba `euclidean(X[i], X[j])` for i < j, row blocks in parallel (blocks interleaved for balance)."
     n = X.shape[0]
@@ -59,7 +135,59 @@ def umap_distance_matrix(X32, block=16):
     _pairwise_blocked(X32, out, block)
     return out + out.T
 
-# %% ../nbs/04_discovery.ipynb #d019b2cb
+# %% ../nbs/04_discovery.ipynb #2ef03970
+@numba.njit(parallel=True, cache=True)
+def _pair_dists(X, rows, cols, out):
+    "out[p] = umap's `euclidean(X[rows[p]], X[cols[p]])` (rows[p] <= cols[p]; the pairs sorted by row keep X[row] in cache)."
+    for p in numba.prange(len(rows)):
+        i, j = rows[p], cols[p]
+        out[p] = 0.0 if i == j else _umap_euclidean(X[i], X[j])
+    return out
+
+def _gram_sq_dists(X, chunk=4096):
+    "Squared distances from a float32 Gram matrix (BLAS, `chunk` dimensions at a time, summed in float64), and the squared norms."
+    G = np.zeros((len(X), len(X)))
+    for c in range(0, X.shape[1], chunk):
+        x = np.ascontiguousarray(X[:, c:c + chunk])
+        G += x @ x.T
+    sq = np.diag(G).copy()
+    return sq[:, None] + sq[None, :] - 2 * G, sq
+
+def umap_knn(X32, k, margin=10, chunk=4096, stats=None):
+    """umap-learn's k nearest neighbours (indices int32, distances float32; each point first) of the rows of `X32`, as
+    `fast_knn_indices` on umap's all-pairs matrix gives them, bit for bit, from a Gram matrix and k + `margin` exact distances per row."""
+    from umap.utils import fast_knn_indices
+    X = np.ascontiguousarray(X32, dtype=np.float32)
+    n, d = X.shape
+    k2 = min(n, k + margin)
+    g, sq = _gram_sq_dists(X, chunk)
+    u, u64 = 2.0 ** -24, 2.0 ** -53
+    gamma = chunk * u / (1 - chunk * u)
+    e = 2.05 * gamma * (sq[:, None] + sq[None, :]) + 8 * (d + 8) * u64 * (sq[:, None] + sq[None, :])
+    lo = np.sqrt(np.maximum(g - e, 0)) * (1 - (8 * u + 4 * (d + 8) * u64))
+    cand = np.argpartition(g, k2 - 1, axis=1)[:, :k2] if k2 < n else np.tile(np.arange(n), (n, 1))
+    rows = np.repeat(np.arange(n), k2)
+    a, b = np.minimum(rows, cand.ravel()), np.maximum(rows, cand.ravel())
+    key, inv = np.unique(a * n + b, return_inverse=True)                       # each pair once, sorted by its first row
+    vals = _pair_dists(X, key // n, key % n, np.empty(len(key), np.float32))[inv].reshape(n, k2)
+    o = np.argsort(vals, axis=1, kind='stable')
+    sv = np.take_along_axis(vals, o, 1)
+    idx = np.take_along_axis(cand, o, 1)[:, :k].astype(np.int32)
+    dist = np.ascontiguousarray(sv[:, :k])
+    ok = ~(np.diff(sv[:, :min(k + 1, k2)], axis=1) == 0).any(1)              # no ties among the k + 1 nearest
+    if k2 < n:
+        np.put_along_axis(lo, cand, np.inf, 1)
+        ok &= lo.min(1) > sv[:, k - 1]                                         # no outside point can come near enough
+    bad = np.flatnonzero(~ok)
+    for i in bad:                                                              # in full, ranked by umap itself
+        js = np.arange(n)
+        row = _pair_dists(X, np.minimum(js, i), np.maximum(js, i), np.empty(n, np.float32))
+        idx[i] = fast_knn_indices(row[None, :], k)[0]
+        dist[i] = row[idx[i]]
+    if stats is not None: stats['full_rows'] = len(bad)
+    return idx, dist
+
+# %% ../nbs/04_discovery.ipynb #ceb41ea0
 def _quiet():
     w = warnings.catch_warnings()
     w.__enter__()
@@ -73,11 +201,6 @@ def _knn_from_dmat(D, k):
     from umap.utils import fast_knn_indices
     idx = fast_knn_indices(D, k)
     return idx, D[np.arange(len(D))[:, None], idx].copy()
-
-def standardize_exact(X):
-    "sklearn's `StandardScaler` fitted on the class, in the input's dtype (float16 for a store), as the published code does."
-    from sklearn.preprocessing import StandardScaler
-    return StandardScaler().fit_transform(np.asarray(X))
 
 def standardize_fast(X, chunk=8192):
     "Per-dimension z-score in float32 (constant dimensions: scale 1, as StandardScaler), a block of columns at a time."
@@ -104,7 +227,14 @@ def _gram_knn(Xs, k, seed=42, n_proj=64):
     P = np.random.default_rng(seed).standard_normal((Xs.shape[1], n_proj), dtype=np.float32) / np.sqrt(n_proj)
     return idx, dist, np.ascontiguousarray(Xs @ P)
 
-def embed(X, n_neighbors=15, n_components=50, seed=42, mode='exact', fast_epochs=100, fast_dims=16384, notes=None):
+def _pca_init(P, nc):
+    "Fast mode's UMAP initialisation: the first `nc` principal components of `P` (one thread: the same on any machine)."
+    from threadpoolctl import threadpool_limits
+    P = np.asarray(P, np.float64) - np.mean(P, 0)
+    with threadpool_limits(1): U, S, _ = np.linalg.svd(P, full_matrices=False)
+    return np.ascontiguousarray(U[:, :nc] * S[:nc], dtype=np.float32)
+
+def embed(X, n_neighbors=15, n_components=50, seed=42, mode='exact', fast_epochs=30, fast_dims=4096, notes=None):
     "The UMAP embedding (n, n_components) float32 of one class's features, as the published code computes it (`mode='exact'`), or approximately (`'fast'`)."
     from umap import UMAP
     notes = [] if notes is None else notes
@@ -113,7 +243,7 @@ def embed(X, n_neighbors=15, n_components=50, seed=42, mode='exact', fast_epochs
     if mode == 'fast':   # a regular subsample of at most `fast_dims` dimensions (every step-th), standardised in float32
         step = -(-X.shape[1] // fast_dims)
         Xs = standardize_fast(X[:, ::step] if step > 1 else X)
-    else: Xs = np.ascontiguousarray(standardize_exact(X), dtype=np.float32)
+    else: Xs = standardize_exact(X)
     nc = n_components
     if n < 4:
         notes.append(f'{n} images: too few for UMAP; the standardised features are used as the embedding')
@@ -128,10 +258,10 @@ def embed(X, n_neighbors=15, n_components=50, seed=42, mode='exact', fast_epochs
             if n <= n_neighbors: notes.append(f'{n} images <= n_neighbors={n_neighbors}: UMAP uses k = {n - 1}')
             return UMAP(**kw).fit_transform(Xs)
         if mode == 'fast':   # UMAP only needs the data itself for a disconnected graph's layout: PCA scores do
-            idx, dist, Xs = _gram_knn(Xs, n_neighbors, seed)
-            kw['n_epochs'] = fast_epochs
+            idx, dist, Xs = _gram_knn(Xs, n_neighbors, seed, max(64, nc))
+            kw.update(n_epochs=fast_epochs, init=_pca_init(Xs, nc))
         else:
-            idx, dist = _knn_from_dmat(umap_distance_matrix(Xs), n_neighbors)
+            idx, dist = umap_knn(Xs, n_neighbors)
         return UMAP(**kw, precomputed_knn=(idx, dist, None)).fit_transform(Xs)
     finally: w.__exit__(None, None, None)
 
@@ -368,7 +498,7 @@ def core_config(cfg: DiscoveryConfig, method='coda'):
                                   n_components=cfg.n_components, mode=cfg.mode)
     return d
 
-# %% ../nbs/04_discovery.ipynb #f631e4be
+# %% ../nbs/04_discovery.ipynb #67b6da4a
 def _select(folder, class_id, class_index, cfg: dict, threads):
     "Worker: the picks of one class, its map (coda), and what it cost (seconds, peak RSS in MB)."
     import resource
@@ -390,7 +520,7 @@ def _select(folder, class_id, class_index, cfg: dict, threads):
         out = dict(indices=idx.tolist(), origins=[method if ipc < n else 'all'] * len(idx),
                    notes=[] if ipc < n else [f'take_all: ipc={ipc} >= {n} images, all taken'])
     out['n_images'] = n
-    cost = dict(seconds=time.time() - t0, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    cost = dict(seconds=time.time() - t0, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, worker=os.getpid())
     return class_id, out, mp, cost
 
 # %% ../nbs/04_discovery.ipynb #6f172afc
