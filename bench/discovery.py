@@ -10,7 +10,9 @@ a first run on the machine has filled it).
 
 Figures, for each d:
 - reference: the published code's path (StandardScaler, plain umap-learn UMAP, HDBSCAN, post-processing), one
-  process, on the first --reference-classes classes: first class and steady state (mean of the others);
+  process, on the first --reference-classes classes: first class and steady state (mean of the others); it runs
+  after importing coda.discovery, so umap-learn's compiled code comes from the cache: its first class here is
+  cheaper than in the published code;
 - exact: coda's exact mode, one process (n_jobs=1) and both cores (n_jobs=-1): seconds per class (one process:
   first, steady = mean of the others; both cores: wall time / classes, and per worker its first class and the
   mean of its others), peak RSS per process; its throughput against the reference's steady state; whether its
@@ -18,7 +20,7 @@ Figures, for each d:
 - fast: seconds per class (one process; both cores) and agreement with the exact picks: identical picks, and picks
   that fall in distinct exact-mode final clusters (one pick per cluster; a pick in no cluster or sharing one is a miss).
 """
-import argparse, json, logging, os, resource, subprocess, sys, tempfile, time
+import argparse, json, logging, os, subprocess, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 
@@ -77,7 +79,7 @@ def run_core(store, out, classes, mode, n_jobs):
     wall = time.time() - t
     ids = [f'c{c:02d}' for c in range(classes)]
     secs = [costs.rows[c][0] for c in ids]
-    rss = max([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024] + [costs.rows[c][1] for c in ids])   # main or any worker
+    rss = max([cd._peak_rss_mb()] + [costs.rows[c][1] for c in ids])   # main or any worker
     workers = {}
     for c in ids: workers.setdefault(costs.rows[c][2], []).append(costs.rows[c][0])   # in the order each worker did them
     print(json.dumps(dict(wall=wall, secs=secs, rss_mb=rss, workers=list(workers.values()))))
@@ -94,7 +96,8 @@ def run_reference(store, classes):
         E = embed(np.asarray(X), K, 50, 42, mode='reference')
         picks.append(core_from_embedding(E, IPC, S).indices.tolist())
         secs.append(time.time() - t)
-    print(json.dumps(dict(secs=secs, picks=picks, rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+    from coda.discovery import _peak_rss_mb
+    print(json.dumps(dict(secs=secs, picks=picks, rss_mb=_peak_rss_mb())))
 
 def child(*args):
     r = subprocess.run([sys.executable, __file__, *map(str, args)], capture_output=True, text=True)

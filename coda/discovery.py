@@ -25,8 +25,7 @@ __all__ = ['log', 'standardize_exact', 'umap_distance_matrix', 'umap_knn', 'stan
            'core_from_embedding', 'discover_core', 'map_2d', 'select_random', 'select_kmeans', 'core_config',
            'build_core_set', 'CoreClass', 'load_core_set', 'show_core_set', 'plot_class_map']
 
-# %% ../nbs/04_discovery.ipynb #90803195
-import math
+# %% ../nbs/04_discovery.ipynb #335a0af1
 import numba
 from numba.core.registry import CPUDispatcher
 import umap.umap_, umap.layouts, umap.utils, umap.distances, umap.spectral
@@ -498,10 +497,19 @@ def core_config(cfg: DiscoveryConfig, method='coda'):
                                   n_components=cfg.n_components, mode=cfg.mode)
     return d
 
-# %% ../nbs/04_discovery.ipynb #67b6da4a
-def _select(folder, class_id, class_index, cfg: dict, threads):
-    "Worker: the picks of one class, its map (coda), and what it cost (seconds, peak RSS in MB)."
+# %% ../nbs/04_discovery.ipynb #471684a0
+def _peak_rss_mb():
+    "This process's peak resident memory in MB (Linux: since it started its program; elsewhere: `ru_maxrss`)."
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('VmHWM:'): return int(line.split()[1]) / 1024
+    except OSError: pass
     import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+def _select(folder, class_id, class_index, cfg: dict, threads):
+    "Worker: the picks of one class, its map (coda), and what it cost (seconds, peak RSS in MB, worker's process id)."
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     t0 = time.time()
     X = load_npy(Path(folder)/f'{class_id}.npy', mmap=True)
@@ -520,7 +528,7 @@ def _select(folder, class_id, class_index, cfg: dict, threads):
         out = dict(indices=idx.tolist(), origins=[method if ipc < n else 'all'] * len(idx),
                    notes=[] if ipc < n else [f'take_all: ipc={ipc} >= {n} images, all taken'])
     out['n_images'] = n
-    cost = dict(seconds=time.time() - t0, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, worker=os.getpid())
+    cost = dict(seconds=time.time() - t0, peak_rss_mb=_peak_rss_mb(), worker=os.getpid())
     return class_id, out, mp, cost
 
 # %% ../nbs/04_discovery.ipynb #6f172afc
