@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_config.ipynb #41d99436
 from __future__ import annotations
-import argparse, json, os, re, sys, typing
+import argparse, json, os, re, typing
 from dataclasses import dataclass, field, fields, replace, MISSING
 from pathlib import Path
 

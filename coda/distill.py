@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_distill.ipynb #6180f64e
 from __future__ import annotations
-import contextlib, hashlib, logging, shutil, sys, time
+import contextlib, hashlib, logging, sys, time
 from dataclasses import replace
 from pathlib import Path
 
@@ -275,7 +275,7 @@ def _model_status(ref, marker):
     import os
     p = Path(ref).expanduser()
     if p.is_dir():
-        return (f'local folder', None) if (p/marker).exists() else (None, f'{ref} is a folder without {marker}: not a diffusers model folder')
+        return ('local folder', None) if (p/marker).exists() else (None, f'{ref} is a folder without {marker}: not a diffusers model folder')
     if str(ref).startswith(('/', './', '../', '~')) or str(ref).count('/') != 1:
         return None, f'{ref} does not exist (a local folder, or a hub id such as org/name)'
     try:
@@ -314,7 +314,10 @@ def _done_in(folder):
     st = Stage(folder, None, None)
     try: r = st.record()
     except ArtefactError as e: return f'damaged record ({e})'
-    if r is None: return 'nothing yet'
+    if r is None:   # the evaluation folder holds one stage per set; the report is rewritten after each evaluation
+        subs = [p for p in sorted(Path(folder).iterdir()) if (p/'record.json').exists()] if Path(folder).is_dir() else []
+        if subs: return '; '.join(f'{p.name}: {_done_in(p)}' for p in subs)
+        return 'written by an earlier run (written again after the evaluation)' if any(Path(folder).iterdir()) else 'nothing yet'
     n = len(list(st.items_dir.glob('*.json'))) if st.items_dir.is_dir() else 0
     return 'complete (reused unless its settings changed)' if r.get('complete') else f'{n} item(s) done, the rest to do (resumes)'
 
@@ -329,7 +332,7 @@ def plan(cfg: RunConfig):
         quick = replace(cfg.data, verify_images=False)
         ds, val = list_dataset(quick, 'train'), list_dataset(quick, 'val')
     except (OSError, ValueError) as e: problems.append(f'--root: {e}')
-    g, d, t = cfg.generation, cfg.discovery, cfg.training
+    g, d = cfg.generation, cfg.discovery
     for flag, ref, marker in (('--model', g.model, 'model_index.json'), ('--refiner', g.refiner, 'model_index.json'),
                               ('--feature-vae', cfg.features.vae, 'config.json'), ('--generation-vae', g.vae, 'config.json')):
         if not ref or '${' in str(ref): continue
