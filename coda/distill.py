@@ -45,15 +45,6 @@ def upstream_of(*folders):
     "The records (stage, config, upstream) of finished stage folders, by stage folder name."
     return {Path(f).name: Stage(f, None, None).record_identity() for f in folders}
 
-# %% ../nbs/08_distill.ipynb #303d0273
-from fastcore.basics import patch
-
-@patch
-def record_identity(self: Stage):
-    "What identifies the artefact in this folder: its record's stage, config and upstream."
-    r = self.record() or {}
-    return {k: r.get(k) for k in ('stage', 'config', 'upstream')}
-
 # %% ../nbs/08_distill.ipynb #fbe80b92
 def check_class_sizes(ds: TargetDataset, cfg: RunConfig):
     "Refuse (ConfigError) classes with no more images than the IPC, unless `take_all`."

@@ -199,7 +199,12 @@ class Stage:
     def complete(self):
         r = self.record()
         return bool(r and r.get('complete')) and self._same(r)
-    def _same(self, r): return {k: r.get(k) for k in ('stage', 'config', 'upstream')} == self.identity()
+    @staticmethod
+    def _key(r): return {k: (r or {}).get(k) for k in ('stage', 'config', 'upstream')}
+    def record_identity(self):
+        "What identifies the artefact on disk: its record's stage, config and upstream."
+        return self._key(self.record())
+    def _same(self, r): return self._key(r) == self.identity()
     def _finished_items(self): return sorted(p.stem for p in self.items_dir.glob('*.json')) if self.items_dir.is_dir() else []
 
 # %% ../nbs/00_stage.ipynb #1b2489b5
@@ -233,7 +238,7 @@ def _prepare(self: Stage, overwrite):
                                     'Choose an empty or new folder (--out), or pass --overwrite to replace it')
             shutil.rmtree(f)
     elif not self._same(r):
-        diff = config_diff({k: r.get(k) for k in ('stage', 'config', 'upstream')}, self.identity())
+        diff = config_diff(self._key(r), self.identity())
         if self._finished_items(): 
             if not overwrite:
                 raise ArtefactError(f"{f} was made from other settings:\n  " + '\n  '.join(diff)
