@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_discovery.ipynb #addbe6d8
 from __future__ import annotations
-import itertools, logging, os, shutil, time, warnings
+import functools, itertools, logging, os, shutil, time, warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +21,7 @@ from .features import FeatureStore, load_feature_store, VaeEncoder, encode_paths
 log = logging.getLogger('coda')
 
 # %% auto #0
-__all__ = ['log', 'standardize_exact', 'umap_distance_matrix', 'umap_knn', 'standardize_fast', 'embed', 'CoreResult',
+__all__ = ['log', 'standardize_exact', 'umap_distance_matrix', 'umap_knn', 'standardize_fast', 'umap_fit', 'embed', 'CoreResult',
            'core_from_embedding', 'discover_core', 'map_2d', 'select_random', 'select_kmeans', 'core_config',
            'build_core_set', 'CoreClass', 'load_core_set', 'show_core_set', 'plot_class_map']
 
@@ -233,6 +233,34 @@ def _pca_init(P, nc):
     with threadpool_limits(1): U, S, _ = np.linalg.svd(P, full_matrices=False)
     return np.ascontiguousarray(U[:, :nc] * S[:nc], dtype=np.float32)
 
+@functools.lru_cache
+def _ab_params(spread, min_dist):
+    from umap.umap_ import find_ab_params
+    return find_ab_params(spread, min_dist)
+
+def umap_fit(Xs, knn_indices, knn_dists, n_neighbors, n_components=50, seed=42, n_epochs=None, init='spectral'):
+    """`UMAP(n_components=n_components, n_neighbors=n_neighbors, min_dist=0.0, random_state=seed, n_epochs=n_epochs,
+    init=init, precomputed_knn=(knn_indices, knn_dists, None)).fit_transform(Xs)`, bit for bit, for more than
+    `n_neighbors` rows: umap-learn's own functions called with the arguments its `fit` passes them, in its order,
+    without the four copies of `Xs` and the hash of it that `fit` makes on the way."""
+    from sklearn.utils import check_random_state
+    from umap.umap_ import fuzzy_simplicial_set, simplicial_set_embedding
+    from umap.distances import named_distances, named_distances_with_gradients
+    Xs = np.ascontiguousarray(Xs, dtype=np.float32)
+    if len(Xs) <= n_neighbors: raise ValueError(f'umap_fit needs more than n_neighbors={n_neighbors} rows, got {len(Xs)}')
+    a, b = _ab_params(1.0, 0.0)
+    rs = check_random_state(seed)
+    if not isinstance(init, str): init = np.asarray(init, dtype=np.float32)
+    graph = fuzzy_simplicial_set(Xs, n_neighbors, rs, 'euclidean', {}, knn_indices, knn_dists, False, 1.0, 1.0, True,
+                                 False, False)[0]
+    dkw = dict(var_shift=0.1, n_neighbors=n_neighbors, **{'lambda': 0.0, 'frac': 0.0})
+    E = simplicial_set_embedding(Xs, graph, n_components, 1.0, a, b, 1.0, 5, n_epochs, init, rs, named_distances['euclidean'],
+                                 {}, False, dkw, False, named_distances_with_gradients['euclidean'], {}, True, False, False,
+                                 tqdm_kwds=dict(disable=True, desc='Epochs completed',
+                                                bar_format='{desc}: {percentage:3.0f}%| {bar} {n_fmt}/{total_fmt} [{elapsed}]'))[0]
+    E[np.asarray(graph.sum(axis=1)).ravel() == 0] = np.nan   # fit's mark for points that lost every edge
+    return E
+
 def embed(X, n_neighbors=15, n_components=50, seed=42, mode='exact', fast_epochs=30, fast_dims=4096, notes=None):
     "The UMAP embedding (n, n_components) float32 of one class's features, as the published code computes it (`mode='exact'`), or approximately (`'fast'`)."
     from umap import UMAP
@@ -258,10 +286,8 @@ def embed(X, n_neighbors=15, n_components=50, seed=42, mode='exact', fast_epochs
             return UMAP(**kw).fit_transform(Xs)
         if mode == 'fast':   # UMAP only needs the data itself for a disconnected graph's layout: PCA scores do
             idx, dist, Xs = _gram_knn(Xs, n_neighbors, seed, max(64, nc))
-            kw.update(n_epochs=fast_epochs, init=_pca_init(Xs, nc))
-        else:
-            idx, dist = umap_knn(Xs, n_neighbors)
-        return UMAP(**kw, precomputed_knn=(idx, dist, None)).fit_transform(Xs)
+            return umap_fit(Xs, idx, dist, n_neighbors, nc, seed, n_epochs=fast_epochs, init=_pca_init(Xs, nc))
+        return umap_fit(Xs, *umap_knn(Xs, n_neighbors), n_neighbors, nc, seed)
     finally: w.__exit__(None, None, None)
 
 # %% ../nbs/04_discovery.ipynb #700eca8b
