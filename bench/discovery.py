@@ -13,10 +13,12 @@ Figures, for each d:
   process, on the first --reference-classes classes: first class and steady state (mean of the others); it runs
   after importing coda.discovery, so umap-learn's compiled code comes from the cache: its first class here is
   cheaper than in the published code;
-- exact: coda's exact mode, one process (n_jobs=1) and both cores (n_jobs=-1): seconds per class (one process:
-  first, steady = mean of the others; both cores: wall time / classes, and per worker its first class and the
-  mean of its others), peak RSS per process; its throughput against the reference's steady state; whether its
-  picks are identical to the reference's (on the classes the reference ran) and between one process and both cores;
+- exact: coda's exact mode, one process (n_jobs=1: its data work overlaps the layout of the class before, in a
+  helper thread) and both cores (n_jobs=-1: two worker processes): throughput = wall time / classes, the steady
+  time between two finished classes, compute seconds per class (first; steady = mean of the others; for both cores
+  per worker), peak RSS per process; the throughput against the reference's steady state; whether its picks, and the
+  2-d maps of its embeddings, are identical to the reference's (on the classes the reference ran), and its picks
+  between one process and both cores;
 - fast: seconds per class (one process; both cores) and agreement with the exact picks: identical picks, and picks
   that fall in distinct exact-mode final clusters (one pick per cluster; a pick in no cluster or sharing one is a miss).
 """
@@ -64,7 +66,7 @@ class _Costs(logging.Handler):
     "Collects the per-class seconds and worker peak RSS that build_core_set logs."
     def __init__(self): super().__init__(logging.INFO); self.rows = {}
     def emit(self, rec):
-        if hasattr(rec, 'seconds'): self.rows[rec.class_id] = (rec.seconds, rec.peak_rss_mb, rec.worker)
+        if hasattr(rec, 'seconds'): self.rows[rec.class_id] = (rec.seconds, rec.peak_rss_mb, rec.worker, rec.created)
 
 def run_core(store, out, classes, mode, n_jobs):
     "Child process: build_core_set; prints timings as JSON."
@@ -82,22 +84,26 @@ def run_core(store, out, classes, mode, n_jobs):
     rss = max([cd._peak_rss_mb()] + [costs.rows[c][1] for c in ids])   # main or any worker
     workers = {}
     for c in ids: workers.setdefault(costs.rows[c][2], []).append(costs.rows[c][0])   # in the order each worker did them
-    print(json.dumps(dict(wall=wall, secs=secs, rss_mb=rss, workers=list(workers.values()))))
+    done = sorted(costs.rows[c][3] for c in ids)   # when each class was written
+    print(json.dumps(dict(wall=wall, secs=secs, rss_mb=rss, workers=list(workers.values()), first_done=done[0] - t,
+                          steady_rate=(done[-1] - done[0]) / (len(done) - 1) if len(done) > 1 else float('nan'))))
 
 def run_reference(store, classes):
     "Child process: the published code's path for the first `classes` classes; prints timings and picks."
     import warnings; warnings.filterwarnings('ignore')
     from coda.stage import load_npy
-    from coda.discovery import embed, core_from_embedding
-    secs, picks = [], []
+    import hashlib
+    from coda.discovery import embed, core_from_embedding, map_2d
+    secs, picks, maps = [], [], []
     for c in range(classes):
         t = time.time()
         X = load_npy(Path(store)/f'c{c:02d}.npy', mmap=True)
         E = embed(np.asarray(X), K, 50, 42, mode='reference')
         picks.append(core_from_embedding(E, IPC, S).indices.tolist())
         secs.append(time.time() - t)
+        maps.append(hashlib.sha256(map_2d(E).tobytes()).hexdigest())   # the embedding's 2-d map, as coda saves it
     from coda.discovery import _peak_rss_mb
-    print(json.dumps(dict(secs=secs, picks=picks, rss_mb=_peak_rss_mb())))
+    print(json.dumps(dict(secs=secs, picks=picks, maps=maps, rss_mb=_peak_rss_mb())))
 
 def child(*args):
     r = subprocess.run([sys.executable, __file__, *map(str, args)], capture_output=True, text=True)
@@ -141,21 +147,27 @@ def main():
             print(f'd={d:6d} reference (published code path), 1 process: first {fmt(R["secs"][0])}  steady {fmt(ref_steady)}  '
                   f'({RC} classes)  peak RSS {R["rss_mb"]:.0f} MB', flush=True)
         e1 = child('_core', store, work/f'exact1_{d}', C, 'exact', 1)
-        print(f'd={d:6d} exact  1 process : first {fmt(e1["secs"][0])}  steady {fmt(steady(e1["secs"]))}  '
-              f'({C} classes, wall {e1["wall"]:.0f} s)  peak RSS {e1["rss_mb"]:.0f} MB', flush=True)
+        print(f'd={d:6d} exact  1 process : {fmt(e1["wall"] / C)} s/class throughput ({C} classes, wall {e1["wall"]:.0f} s; '
+              f'steady {e1["steady_rate"]:.1f} s between classes); compute per class: first {e1["secs"][0]:.1f}, '
+              f'steady {steady(e1["secs"]):.1f}; peak RSS {e1["rss_mb"]:.0f} MB', flush=True)
         eA = child('_core', store, work/f'exactA_{d}', C, 'exact', -1)
         per = '; '.join(f'first {w[0]:.1f}, steady {steady(w):.1f}' for w in eA['workers'])
         print(f'd={d:6d} exact  both cores: {fmt(eA["wall"] / C)} s/class throughput ({C} classes, wall {eA["wall"]:.0f} s; '
-              f'per worker: {per})  peak RSS per process {eA["rss_mb"]:.0f} MB', flush=True)
+              f'steady {eA["steady_rate"]:.1f} s between classes; per worker: {per})  peak RSS per process {eA["rss_mb"]:.0f} MB', flush=True)
         ex1, exA = ([p['indices'] for p in picks_of(work/f'exact{t}_{d}', C)] for t in ('1', 'A'))
         print(f'          exact picks identical, 1 process vs both cores: {ex1 == exA} ({C} classes)', flush=True)
         if RC:
-            print(f'          exact picks identical to the reference: {R["picks"] == ex1[:RC]} ({RC} classes)')
+            import hashlib
+            from coda.stage import load_npy
+            maps = [hashlib.sha256(load_npy(work/f'exact1_{d}'/f'c{c:02d}.map.npy').tobytes()).hexdigest() for c in range(RC)]
+            print(f'          exact picks identical to the reference: {R["picks"] == ex1[:RC]}; embeddings\' 2-d maps identical: '
+                  f'{R["maps"] == maps} ({RC} classes)')
             print(f'          throughput vs the reference steady state: exact both cores {ref_steady / (eA["wall"] / C):.2f}x (target >= 5x), '
-                  f'exact 1 process {ref_steady / steady(e1["secs"]):.2f}x (target >= 3x)', flush=True)
+                  f'exact 1 process {ref_steady / (e1["wall"] / C):.2f}x (target >= 3x)', flush=True)
         f1 = child('_core', store, work/f'fast1_{d}', C, 'fast', 1)
         ident, dist = agreement(picks_of(work/f'fast1_{d}', C), picks_of(work/f'exact1_{d}', C))
-        print(f'd={d:6d} fast   1 process : first {fmt(f1["secs"][0])}  steady {fmt(steady(f1["secs"]))}  peak RSS {f1["rss_mb"]:.0f} MB; '
+        print(f'd={d:6d} fast   1 process : {fmt(f1["wall"] / C)} s/class throughput; compute per class: first {f1["secs"][0]:.1f}, '
+              f'steady {steady(f1["secs"]):.1f}; peak RSS {f1["rss_mb"]:.0f} MB; '
               f'agreement with exact over {C} classes: identical picks {ident:.0%}, picks in distinct exact clusters {dist:.0%}', flush=True)
         fA = child('_core', store, work/f'fastA_{d}', C, 'fast', -1)
         print(f'd={d:6d} fast   both cores: {fmt(fA["wall"] / C)} s/class throughput ({C} classes, wall {fA["wall"]:.0f} s)', flush=True)

@@ -42,7 +42,7 @@ def _cache_umap_numba():
 _cache_umap_numba()
 
 # %% ../nbs/04_discovery.ipynb #d1da6705
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _col_stats(X, s1, corr, s2):
     "Per column, rows added in order (numpy's axis-0 sums): sum(x), then with T = sum / n: sum(x - T) and sum((x - T)**2), in float64."
     n, d = X.shape
@@ -55,7 +55,7 @@ def _col_stats(X, s1, corr, s2):
             corr[j] += t
             s2[j] += t * t
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _round_f16(v, b):
     "float32 values `v` (`b`: the same memory as uint32) rounded in place to float16, as numpy's cast: half to even, beyond 65504 inf."
     for j in range(len(b)):
@@ -69,7 +69,7 @@ def _round_f16(v, b):
             r = (a + np.uint32(0xfff) + ((a >> np.uint32(13)) & np.uint32(1))) & np.uint32(0xffffe000)
             b[j] = (np.uint32(0x7f800000) if r > np.uint32(0x477fe000) else r) | s
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _col_scale(X, mean, scale, out):
     "StandardScaler's float16 transform `(x - mean) / scale` (mean, scale: float16 values): each operation in float32, rounded to float16."
     n, d = X.shape
@@ -104,7 +104,7 @@ def standardize_exact(X, chunk=1024):
     return out
 
 # %% ../nbs/04_discovery.ipynb #953c3a52
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, nogil=True)
 def _pairwise_blocked(X, out, block):
     "out[i, j] = umap's numba `euclidean(X[i], X[j])` for i < j, row blocks in parallel (blocks interleaved for balance)."
     n = X.shape[0]
@@ -135,13 +135,24 @@ def umap_distance_matrix(X32, block=16):
     return out + out.T
 
 # %% ../nbs/04_discovery.ipynb #2ef03970
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, nogil=True)
 def _pair_dists(X, rows, cols, out):
-    "out[p] = umap's `euclidean(X[rows[p]], X[cols[p]])` (rows[p] <= cols[p]; the pairs sorted by row keep X[row] in cache)."
+    "out[p] = umap's `euclidean(X[rows[p]], X[cols[p]])` (rows[p] <= cols[p])."
     for p in numba.prange(len(rows)):
         i, j = rows[p], cols[p]
         out[p] = 0.0 if i == j else _umap_euclidean(X[i], X[j])
     return out
+
+def _pair_order(rows, cols, n, tile=16):
+    """An order of the pairs (rows[p], cols[p]) that reads each row from memory few times: the rows renumbered along the
+    pairs' graph (reverse Cuthill-McKee: pairs near the diagonal), then the pairs visited in tiles of `tile` x `tile`."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import reverse_cuthill_mckee
+    g = coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(n, n)).tocsr()
+    pos = np.empty(n, np.int64)
+    pos[reverse_cuthill_mckee((g + g.T).tocsr(), symmetric_mode=True)] = np.arange(n)
+    lo, hi = np.minimum(pos[rows], pos[cols]), np.maximum(pos[rows], pos[cols])
+    return np.lexsort((hi, lo, hi // tile, lo // tile))
 
 def _gram_sq_dists(X, chunk=4096):
     "Squared distances from a float32 Gram matrix (BLAS, `chunk` dimensions at a time, summed in float64), and the squared norms."
@@ -167,8 +178,12 @@ def umap_knn(X32, k, margin=10, chunk=4096, stats=None):
     cand = np.argpartition(g, k2 - 1, axis=1)[:, :k2] if k2 < n else np.tile(np.arange(n), (n, 1))
     rows = np.repeat(np.arange(n), k2)
     a, b = np.minimum(rows, cand.ravel()), np.maximum(rows, cand.ravel())
-    key, inv = np.unique(a * n + b, return_inverse=True)                       # each pair once, sorted by its first row
-    vals = _pair_dists(X, key // n, key % n, np.empty(len(key), np.float32))[inv].reshape(n, k2)
+    key, inv = np.unique(a * n + b, return_inverse=True)                       # each pair once
+    pa, pb = key // n, key % n
+    o = _pair_order(pa, pb, n)                                                 # in an order that keeps rows in cache
+    vals = np.empty(len(key), np.float32)
+    vals[o] = _pair_dists(X, pa[o], pb[o], np.empty(len(key), np.float32))
+    vals = vals[inv].reshape(n, k2)
     o = np.argsort(vals, axis=1, kind='stable')
     sv = np.take_along_axis(vals, o, 1)
     idx = np.take_along_axis(cand, o, 1)[:, :k].astype(np.int32)
@@ -261,8 +276,9 @@ def umap_fit(Xs, knn_indices, knn_dists, n_neighbors, n_components=50, seed=42, 
     E[np.asarray(graph.sum(axis=1)).ravel() == 0] = np.nan   # fit's mark for points that lost every edge
     return E
 
-def embed(X, n_neighbors=15, n_components=50, seed=42, mode='exact', fast_epochs=30, fast_dims=4096, notes=None):
-    "The UMAP embedding (n, n_components) float32 of one class's features, as the published code computes it (`mode='exact'`), or approximately (`'fast'`)."
+def _embed_steps(X, n_neighbors=15, n_components=50, seed=42, mode='exact', fast_epochs=30, fast_dims=4096, notes=None):
+    """`embed` in two steps: this call does the work on the data (standardising, the neighbours); the function it
+    returns does the layout (UMAP's graph, initialisation and epochs)."""
     from umap import UMAP
     notes = [] if notes is None else notes
     n = len(X)
@@ -274,21 +290,30 @@ def embed(X, n_neighbors=15, n_components=50, seed=42, mode='exact', fast_epochs
     nc = n_components
     if n < 4:
         notes.append(f'{n} images: too few for UMAP; the standardised features are used as the embedding')
-        return Xs
+        return lambda: Xs
     if n <= n_components + 1:   # umap-learn's spectral initialisation fails here (the reference crashes)
         nc = n - 2
         notes.append(f'{n} images: n_components reduced from {n_components} to {nc} (UMAP needs n_components < n - 1)')
-    kw = dict(n_components=nc, n_neighbors=n_neighbors, min_dist=0.0, random_state=seed)
+    if mode == 'reference' or n <= n_neighbors:  # the plain call (umap truncates k to n - 1 itself)
+        if n <= n_neighbors: notes.append(f'{n} images <= n_neighbors={n_neighbors}: UMAP uses k = {n - 1}')
+        kw = dict(n_components=nc, n_neighbors=n_neighbors, min_dist=0.0, random_state=seed)
+        return lambda: _quietly(lambda: UMAP(**kw).fit_transform(Xs))
+    if mode == 'fast':   # UMAP only needs the data itself for a disconnected graph's layout: PCA scores do
+        idx, dist, P = _gram_knn(Xs, n_neighbors, seed, max(64, nc))
+        init = _pca_init(P, nc)
+        return lambda: _quietly(lambda: umap_fit(P, idx, dist, n_neighbors, nc, seed, n_epochs=fast_epochs, init=init))
+    idx, dist = umap_knn(Xs, n_neighbors)
+    return lambda: _quietly(lambda: umap_fit(Xs, idx, dist, n_neighbors, nc, seed))
+
+def _quietly(f):
     w = _quiet()
-    try:
-        if mode == 'reference' or n <= n_neighbors:  # the plain call (umap truncates k to n - 1 itself)
-            if n <= n_neighbors: notes.append(f'{n} images <= n_neighbors={n_neighbors}: UMAP uses k = {n - 1}')
-            return UMAP(**kw).fit_transform(Xs)
-        if mode == 'fast':   # UMAP only needs the data itself for a disconnected graph's layout: PCA scores do
-            idx, dist, Xs = _gram_knn(Xs, n_neighbors, seed, max(64, nc))
-            return umap_fit(Xs, idx, dist, n_neighbors, nc, seed, n_epochs=fast_epochs, init=_pca_init(Xs, nc))
-        return umap_fit(Xs, *umap_knn(Xs, n_neighbors), n_neighbors, nc, seed)
+    try: return f()
     finally: w.__exit__(None, None, None)
+
+def embed(X, n_neighbors=15, n_components=50, seed=42, mode='exact', fast_epochs=30, fast_dims=4096, notes=None):
+    "The UMAP embedding (n, n_components) float32 of one class's features, as the published code computes it (`mode='exact'`), or approximately (`'fast'`)."
+    return _embed_steps(X, n_neighbors, n_components, seed, mode, fast_epochs, fast_dims, notes)()
+
 
 # %% ../nbs/04_discovery.ipynb #700eca8b
 @dataclass
@@ -465,16 +490,21 @@ def core_from_embedding(E, ipc, min_cluster_size=5, min_samples=3, notes=None):
 def discover_core(X, ipc, n_neighbors=15, min_cluster_size=5, min_samples=3, n_components=50, seed=42,
                   mode='exact', take_all=False):
     "CoDA's core discovery for one class's features `X` (n, d): `ipc` distinct representative rows and how they were found."
+    return _discover_steps(X, ipc, n_neighbors, min_cluster_size, min_samples, n_components, seed, mode, take_all)()
+
+def _discover_steps(X, ipc, n_neighbors, min_cluster_size, min_samples, n_components, seed, mode, take_all):
+    "`discover_core` in two steps: this call does the work on the data, the function it returns the layout and clustering."
     n = len(X)
     if ipc < 1: raise ValueError(f'ipc must be >= 1, got {ipc}')
     if min_cluster_size < 2: raise ValueError(f'min_cluster_size must be >= 2 (HDBSCAN), got {min_cluster_size}')
     if ipc >= n:
         if not take_all: raise ValueError(_too_few(f'ipc={ipc} >= the {n} images of the class'))
-        return CoreResult(np.arange(n), ['all'] * n, [1] * n, [np.array([i]) for i in range(n)],
-                          np.full(n, -1), np.zeros(n), None, [f'take_all: ipc={ipc} >= {n} images, all taken'])
+        r = CoreResult(np.arange(n), ['all'] * n, [1] * n, [np.array([i]) for i in range(n)],
+                       np.full(n, -1), np.zeros(n), None, [f'take_all: ipc={ipc} >= {n} images, all taken'])
+        return lambda: r
     notes = []
-    E = embed(X, n_neighbors, n_components, seed, mode, notes=notes)
-    return core_from_embedding(E, ipc, min_cluster_size, min_samples, notes)
+    layout = _embed_steps(X, n_neighbors, n_components, seed, mode, notes=notes)
+    return lambda: core_from_embedding(layout(), ipc, min_cluster_size, min_samples, notes)
 
 def _too_few(what):
     return (f"{what}: nothing to select. Lower {flag_of('discovery', 'ipc')}, or pass {flag_of('discovery', 'take_all')} "
@@ -536,17 +566,30 @@ def _peak_rss_mb():
 
 def _select(folder, class_id, class_index, cfg: dict, threads):
     "Worker: the picks of one class, its map (coda), and what it cost (seconds, peak RSS in MB, worker's process id)."
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    return _select_steps(folder, class_id, class_index, cfg, threads)()
+
+def _threads(k): numba.set_num_threads(max(1, min(k, numba.config.NUMBA_NUM_THREADS)))   # this thread's numba threads
+
+def _select_steps(folder, class_id, class_index, cfg: dict, threads):
+    "`_select` in two steps: this call loads the class and does the work on its data, the function it returns the rest."
+    _threads(threads)
     t0 = time.time()
     X = load_npy(Path(folder)/f'{class_id}.npy', mmap=True)
     n, ipc, method, mp = len(X), cfg['ipc'], cfg['method'], None
     if method == 'coda':
-        r = discover_core(X, ipc, cfg['n_neighbors'], cfg['min_cluster_size'], cfg['min_samples'], cfg['n_components'],
-                          cfg['seed'], cfg['mode'], cfg['take_all'])
-        out = dict(indices=r.indices.tolist(), origins=r.origins, cluster_sizes=r.cluster_sizes, notes=r.notes,
-                   n_initial_clusters=r.n_initial, n_noise=r.n_noise, cluster_members=[m.tolist() for m in r.members],
-                   labels=r.labels.tolist(), probabilities=np.round(r.probabilities, 6).tolist())
-        if r.embedding is not None: mp = map_2d(r.embedding)
+        rest = _discover_steps(X, ipc, cfg['n_neighbors'], cfg['min_cluster_size'], cfg['min_samples'], cfg['n_components'],
+                               cfg['seed'], cfg['mode'], cfg['take_all'])
+        first = time.time() - t0
+        def finish():
+            _threads(threads)
+            t1 = time.time()
+            r = rest()
+            out = dict(indices=r.indices.tolist(), origins=r.origins, cluster_sizes=r.cluster_sizes, notes=r.notes,
+                       n_initial_clusters=r.n_initial, n_noise=r.n_noise, cluster_members=[m.tolist() for m in r.members],
+                       labels=r.labels.tolist(), probabilities=np.round(r.probabilities, 6).tolist(), n_images=n)
+            mp = map_2d(r.embedding) if r.embedding is not None else None
+            return class_id, out, mp, dict(seconds=first + time.time() - t1, peak_rss_mb=_peak_rss_mb(), worker=os.getpid())
+        return finish
     else:
         if ipc >= n and not cfg['take_all']: raise ValueError(_too_few(f'class {class_id}: ipc={ipc} >= its {n} images'))
         idx = (np.arange(n) if ipc >= n else select_random(n, ipc, cfg['seed'], class_index) if method == 'random'
@@ -554,8 +597,23 @@ def _select(folder, class_id, class_index, cfg: dict, threads):
         out = dict(indices=idx.tolist(), origins=[method if ipc < n else 'all'] * len(idx),
                    notes=[] if ipc < n else [f'take_all: ipc={ipc} >= {n} images, all taken'])
     out['n_images'] = n
-    cost = dict(seconds=time.time() - t0, peak_rss_mb=_peak_rss_mb(), worker=os.getpid())
-    return class_id, out, mp, cost
+    res = class_id, out, mp, dict(seconds=time.time() - t0, peak_rss_mb=_peak_rss_mb(), worker=os.getpid())
+    return lambda: res
+
+def _pipelined(folder, items, cfg: dict, threads):
+    """`_select` of each (class id, class index) of `items` in one process with `threads` cores: a class's data work
+    (BLAS, and numba code that lets go of the GIL) runs in a helper thread, one thread each, while this thread does
+    the layout of the class before it (UMAP's epochs use one core). Nothing depends on the threads: the same
+    results as one class after the other."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threadpoolctl import threadpool_limits
+    if not items: return
+    nxt = _select_steps(folder, *items[0], cfg, threads)    # nothing to overlap with yet: all cores
+    with ThreadPoolExecutor(1, thread_name_prefix='coda-discovery') as ex, threadpool_limits(1, user_api='blas'):
+        for k in range(len(items)):
+            finish = nxt if k == 0 else nxt.result()
+            if k + 1 < len(items): nxt = ex.submit(_select_steps, folder, *items[k + 1], cfg, 1)
+            yield finish()
 
 # %% ../nbs/04_discovery.ipynb #6f172afc
 def _write_class(st, cls, ids, res, mp, store, cfg, latents_of):
@@ -643,7 +701,9 @@ def build_core_set(store_dir, ds: TargetDataset, out_dir, cfg: DiscoveryConfig, 
         latents_of = _latents(store, model, proc.device)
         from coda.discovery import _select   # the workers import it from the module
         jobs = (delayed(_select)(store.folder, cid, byid[cid].index, scfg, threads) for cid in mine)
-        results = Parallel(n_jobs=n_jobs, return_as='generator')(jobs) if n_jobs > 1 else (j[0](*j[1], **j[2]) for j in jobs)
+        if n_jobs > 1: results = Parallel(n_jobs=n_jobs, return_as='generator')(jobs)
+        elif threads > 1 and method == 'coda': results = _pipelined(store.folder, [(cid, byid[cid].index) for cid in mine], scfg, threads)
+        else: results = (j[0](*j[1], **j[2]) for j in jobs)
         t0 = time.time()
         for cid, res, mp, cost in progress(results, total=len(mine), desc=f'discovery ({method})', show=show_progress and proc.is_main):
             _write_class(st, byid[cid], store.image_ids(cid), res, mp, store, scfg, latents_of)
