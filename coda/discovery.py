@@ -211,11 +211,6 @@ def _quiet():
     warnings.filterwarnings('ignore', category=FutureWarning)
     return w
 
-def _knn_from_dmat(D, k):
-    from umap.utils import fast_knn_indices
-    idx = fast_knn_indices(D, k)
-    return idx, D[np.arange(len(D))[:, None], idx].copy()
-
 def standardize_fast(X, chunk=8192):
     "Per-dimension z-score in float32 (constant dimensions: scale 1, as StandardScaler), a block of columns at a time."
     X = np.asarray(X)
@@ -236,8 +231,11 @@ def _gram_knn(Xs, k, seed=42, n_proj=64):
     D2 = sq[:, None] + sq[None, :] - 2 * G.astype(np.float64)
     np.maximum(D2, 0, out=D2)
     D = np.sqrt(D2).astype(np.float32)
+    np.fill_diagonal(D, -1)                                   # each point first, also before its duplicates
+    idx = np.argpartition(D, k - 1, axis=1)[:, :k]            # the k smallest, then sorted by (distance, index)
+    idx = np.take_along_axis(idx, np.lexsort((idx, np.take_along_axis(D, idx, 1))), 1)
     np.fill_diagonal(D, 0)
-    idx, dist = _knn_from_dmat(D, k)
+    dist = np.take_along_axis(D, idx, 1)
     P = np.random.default_rng(seed).standard_normal((Xs.shape[1], n_proj), dtype=np.float32) / np.sqrt(n_proj)
     return idx, dist, np.ascontiguousarray(Xs @ P)
 
@@ -674,6 +672,13 @@ def _check_dataset(store, store_dir, ds, cfg):
         raise ValueError(_too_few(f"{len(small)} class(es) have no more images than {flag_of('discovery', 'ipc')} {cfg.ipc}: "
                                   f"{', '.join(small[:10])}{' ...' if len(small) > 10 else ''}"))
 
+def _gathered(proc, x):
+    "`x` of every process of a launched run, in rank order, on the main process (a collective: every process calls it); else `[x]`."
+    if proc.state is None or proc.world == 1: return [x]
+    from accelerate.utils import gather_object
+    xs = gather_object([x])
+    return xs if proc.is_main else []
+
 def _workers(n_jobs, n_classes):
     "(worker processes, numba threads per worker) for this process: its share of the machine's cores."
     local = max(1, int(os.environ.get('LOCAL_WORLD_SIZE', '1')))
@@ -696,6 +701,7 @@ def build_core_set(store_dir, ds: TargetDataset, out_dir, cfg: DiscoveryConfig, 
     st = Stage(out_dir, 'discovery', scfg, upstream).open(overwrite, proc)
     byid = {c.id: c for c in ds.classes}
     mine = [cid for cid in proc.shard(ds.class_ids) if not st.done(cid)]   # by position in the whole list
+    t0, n_jobs = time.time(), 0
     if mine:
         n_jobs, threads = _workers(cfg.n_jobs, len(mine))
         latents_of = _latents(store, model, proc.device)
@@ -704,13 +710,13 @@ def build_core_set(store_dir, ds: TargetDataset, out_dir, cfg: DiscoveryConfig, 
         if n_jobs > 1: results = Parallel(n_jobs=n_jobs, return_as='generator')(jobs)
         elif threads > 1 and method == 'coda': results = _pipelined(store.folder, [(cid, byid[cid].index) for cid in mine], scfg, threads)
         else: results = (j[0](*j[1], **j[2]) for j in jobs)
-        t0 = time.time()
         for cid, res, mp, cost in progress(results, total=len(mine), desc=f'discovery ({method})', show=show_progress and proc.is_main):
             _write_class(st, byid[cid], store.image_ids(cid), res, mp, store, scfg, latents_of)
             for note in res['notes']: log.info(f'class {cid}: {note}')
             log.info(f"discovery ({method}): class {cid}: {cost['seconds']:.1f} s, worker peak RSS {cost['peak_rss_mb']:.0f} MB",
                      extra=dict(class_id=cid, **cost))
-        log.info(f'discovery ({method}): process {proc.rank} picked {len(mine)} classes in {time.time() - t0:.0f} s with {n_jobs} worker(s)')
+    for s in _gathered(proc, dict(rank=proc.rank, n=len(mine), seconds=time.time() - t0, jobs=n_jobs)):   # the main process logs all
+        if s['n']: log.info(f"discovery ({method}): process {s['rank']} picked {s['n']} classes in {s['seconds']:.0f} s with {s['jobs']} worker(s)")
     proc.barrier()
     if proc.is_main and all(st.item(c) is not None for c in ds.class_ids):
         st.finish(ds.class_ids, n_selected=sum(st.item(c)['n'] for c in ds.class_ids))
