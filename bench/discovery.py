@@ -5,7 +5,7 @@ Synthetic classes shaped like an ImageNet class at SDXL's resolution: n = 1300 i
 s = 55, IPC 10. Each configuration runs in a fresh process (numba's compiled code comes from its on-disk cache once
 a first run on the machine has filled it).
 
-    nice -n 5 python bench/discovery.py                    # d = 65536, 10 classes, everything (~12 min on 2 cores)
+    nice -n 5 python bench/discovery.py                    # d = 65536, 10 classes, everything (~10 min on 2 quiet cores)
     python bench/discovery.py --dims 4096 --classes 4      # quick look
 
 Figures, for each d:
@@ -163,7 +163,8 @@ def main():
             print(f'          exact picks identical to the reference: {R["picks"] == ex1[:RC]}; embeddings\' 2-d maps identical: '
                   f'{R["maps"] == maps} ({RC} classes)')
             print(f'          throughput vs the reference steady state: exact both cores {ref_steady / (eA["wall"] / C):.2f}x (target >= 5x), '
-                  f'exact 1 process {ref_steady / (e1["wall"] / C):.2f}x (target >= 3x)', flush=True)
+                  f'exact 1 process {ref_steady / (e1["wall"] / C):.2f}x (target >= 3x); steady state (between two finished classes): '
+                  f'both cores {ref_steady / eA["steady_rate"]:.2f}x, 1 process {ref_steady / e1["steady_rate"]:.2f}x', flush=True)
         f1 = child('_core', store, work/f'fast1_{d}', C, 'fast', 1)
         ident, dist = agreement(picks_of(work/f'fast1_{d}', C), picks_of(work/f'exact1_{d}', C))
         print(f'd={d:6d} fast   1 process : {fmt(f1["wall"] / C)} s/class throughput; compute per class: first {f1["secs"][0]:.1f}, '
