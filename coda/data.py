@@ -391,8 +391,8 @@ def list_run(cfg: DataConfig, folder, overwrite=False, proc: Process = None, che
 
 def read_listing(cfg: DataConfig, folder):
     "The run's listing in `folder` if it is complete, of `cfg`'s settings and current, else None (nothing is written)."
-    st = Stage(folder, 'data', listing_config(cfg))
     try:
+        st = Stage(folder, 'data', listing_config(cfg))
         root = dataset_root(cfg)
         keep, _ = _current(st, cfg, root, False)
     except (OSError, ValueError): return None
