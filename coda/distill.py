@@ -12,7 +12,7 @@ from .stage import (ArtefactError, RunLocked, RunLock, Stage, read_stage, curren
                         jsonable, log)
 from .config import (RunConfig, ConfigError, validate, resolve_config, parse_args, distill_parser, evaluate_parser, flag_of,
                          digits_recipe, EVALUATE_SECTIONS)
-from .data import TargetDataset, list_dataset, list_imagefolder, list_run, read_listing
+from .data import TargetDataset, list_imagefolder, list_run, listing_counts, count_images
 
 # %% auto #0
 __all__ = ['GENERATION_OFF', 'stage_dirs', 'set_names', 'data_record', 'upstream_of', 'check_class_sizes', 'run_log',
@@ -272,7 +272,6 @@ def write_report(res, cfg: RunConfig):
 # %% ../nbs/08_distill.ipynb #da07dc02
 def _model_status(ref, marker):
     "(where the model `ref` is, problem or None): a local folder, the Hugging Face cache, or the hub."
-    import os
     p = Path(ref).expanduser()
     if p.is_dir():
         return ('local folder', None) if (p/marker).exists() else (None, f'{ref} is a folder without {marker}: not a diffusers model folder')
@@ -283,7 +282,8 @@ def _model_status(ref, marker):
         hit = try_to_load_from_cache(str(ref), marker)
     except Exception: hit = None
     if isinstance(hit, str): return 'in the Hugging Face cache', None
-    if os.environ.get('HF_HUB_OFFLINE', '0') not in ('0', '', 'false', 'False'):
+    from coda.features import hub_offline
+    if hub_offline():
         return None, f'{ref} is not in the Hugging Face cache and HF_HUB_OFFLINE is set: download it first, or pass a local folder'
     return 'not in the Hugging Face cache: the run would download it from the hub', None
 
@@ -327,11 +327,11 @@ def plan(cfg: RunConfig):
     problems, lines = [], []
     try: cfg = validate(cfg)
     except ConfigError as e: problems += e.problems; cfg = resolve_config(cfg)
-    ds = val = None
+    counts = None   # split -> class id -> images
     try:
-        run = read_listing(cfg.data, stage_dirs(cfg.out)['data'])   # the run's own listing where it is current
-        listed = f"the run's listing in {stage_dirs(cfg.out)['data']}" if run else 'listed now: folder entries only, no image opened'
-        ds, val = (run['train'], run['val']) if run else (list_dataset(cfg.data, 'train'), list_dataset(cfg.data, 'val'))
+        counts = listing_counts(cfg.data, stage_dirs(cfg.out)['data'])   # the run's own listing where it is current
+        listed = f"the run's listing in {stage_dirs(cfg.out)['data']}" if counts else 'counted now: folder entries only, no image opened'
+        counts = counts or {sp: count_images(cfg.data, sp) for sp in ('train', 'val')}
     except (OSError, ValueError) as e: problems.append(f'--root: {e}')
     g, d = cfg.generation, cfg.discovery
     for flag, ref, marker in (('--model', g.model, 'model_index.json'), ('--refiner', g.refiner, 'model_index.json'),
@@ -340,11 +340,11 @@ def plan(cfg: RunConfig):
         where, prob = _model_status(ref, marker)
         if prob: problems.append(f'{flag}: {prob}')
         else: lines.append(f'{flag} {ref}: {where}')
-    if ds is not None:
-        sizes = [len(c.paths) for c in ds.classes]
-        k, n, nmax = len(ds.classes), ds.n_images, max(sizes)
-        lines.append(f'data: {cfg.data.dataset}, {k} classes, {n:,} training images ({min(sizes)}-{nmax} a class), {val.n_images:,} validation images ({listed})')
-        small = [c.id for c in ds.classes if len(c.paths) <= d.ipc]
+    if counts is not None:
+        sizes = list(counts['train'].values())
+        k, n, nmax = len(sizes), sum(sizes), max(sizes)
+        lines.append(f"data: {cfg.data.dataset}, {k} classes, {n:,} training images ({min(sizes)}-{nmax} a class), {sum(counts['val'].values()):,} validation images ({listed})")
+        small = [c for c, m in counts['train'].items() if m <= d.ipc]
         if small and not d.take_all: problems.append(f'--ipc: {d.ipc} images per class, but {len(small)} class(es) have no more than that ({", ".join(small[:5])}): lower --ipc or pass --take-all')
         shape = _feature_shape(cfg)
         dim = None if shape is None else shape[0] * shape[1] * shape[2]

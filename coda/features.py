@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_features.ipynb #61818a01
 from __future__ import annotations
-import hashlib, itertools, logging, shutil, time, warnings
+import hashlib, itertools, logging, os, shutil, time, warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -22,9 +22,10 @@ from .stage import (Stage, Process, ArtefactError, current_process, read_stage, 
 log = logging.getLogger('coda')
 
 # %% auto #0
-__all__ = ['log', 'Encoder', 'to_unit_range', 'PixelEncoder', 'load_vae', 'vae_scale_factor', 'vae_config', 'default_resolution',
-           'VaeEncoder', 'resolve_encoder', 'store_config', 'make_encoder', 'encode_paths', 'image_ids', 'read_image',
-           'FeatureStore', 'load_feature_store', 'readable_dataset', 'build_feature_store']
+__all__ = ['log', 'Encoder', 'to_unit_range', 'PixelEncoder', 'hub_offline', 'hub_error', 'load_vae', 'vae_scale_factor',
+           'vae_config', 'default_resolution', 'VaeEncoder', 'resolve_encoder', 'store_config', 'make_encoder',
+           'encode_paths', 'image_ids', 'read_image', 'FeatureStore', 'load_feature_store', 'readable_dataset',
+           'build_feature_store']
 
 # %% ../nbs/03_features.ipynb #ccf2b968
 class Encoder(Protocol):
@@ -56,11 +57,27 @@ def _vae_source(model, vae):
         raise ValueError(f"the VAE encoder needs `model` (a diffusers model folder or hub id) or `vae` ({flag_of('features', 'vae')}, a VAE folder or hub id)")
     return (str(vae), {}) if vae is not None else (str(model), dict(subfolder='vae'))
 
+def hub_offline():
+    "Is `HF_HUB_OFFLINE` set (read as huggingface_hub reads it), so that no model may be downloaded?"
+    return os.environ.get('HF_HUB_OFFLINE', '').strip().upper() in ('1', 'ON', 'YES', 'TRUE')
+
+def hub_error(what, ref, e):
+    "The `OSError` for a model `ref` that could not be loaded by its hub id: it names `HF_HUB_OFFLINE` when that stopped the download."
+    first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+    if hub_offline():
+        return OSError(f'the {what} {ref!r} is not in the local Hugging Face cache, and HF_HUB_OFFLINE is set, so it is not downloaded. '
+                       f'Unset HF_HUB_OFFLINE (diffusers then downloads it into the cache), or run `hf download {ref}` where there is a '
+                       'network and copy the cache (~/.cache/huggingface, or $HF_HOME) here, or pass a local folder instead of the id')
+    return OSError(f'could not load the {what} {ref!r} from the Hugging Face hub ({first}): check the id and the network, or pass a local folder')
+
+def _is_local(ref): return Path(str(ref)).expanduser().exists()
+
 def load_vae(model=None, vae=None):
-    "The `AutoencoderKL` of a diffusers model folder/hub id (`<model>/vae`) or of a separate VAE folder `vae`."
+    "The `AutoencoderKL` of a diffusers model folder/hub id (`<model>/vae`) or of a separate VAE folder `vae` (safetensors only)."
     from diffusers import AutoencoderKL
+    from coda.generation import _from_pretrained
     src, kw = _vae_source(model, vae)
-    return AutoencoderKL.from_pretrained(src, use_safetensors=True, **kw)
+    return _from_pretrained(AutoencoderKL, src, 'VAE', **kw)
 
 def vae_scale_factor(vae_or_config):
     "How much the VAE downsamples: 2 ** (number of down blocks - 1); takes the VAE or its config dict."
@@ -72,7 +89,10 @@ def vae_config(model=None, vae=None):
     "The VAE's config dict (no weights are loaded)."
     from diffusers import AutoencoderKL
     src, kw = _vae_source(model, vae)
-    return AutoencoderKL.load_config(src, **kw)
+    try: return AutoencoderKL.load_config(src, **kw)
+    except (OSError, ValueError) as e:
+        if _is_local(src): raise
+        raise hub_error('VAE', src, e) from e
 
 def default_resolution(model, vae=None):
     "The model's default generation resolution: UNet `sample_size` x the VAE scale factor (configs only)."
@@ -80,6 +100,7 @@ def default_resolution(model, vae=None):
     from diffusers import UNet2DConditionModel
     try: ss = UNet2DConditionModel.load_config(str(model), subfolder='unet')['sample_size']
     except Exception as e:
+        if not _is_local(model) and hub_offline(): raise hub_error('model', model, e) from e
         raise ValueError(f'cannot read the UNet config of {model} to find its generation resolution ({type(e).__name__}: {e}); '
                          'pass --resolution explicitly') from e
     ss = ss[0] if isinstance(ss, (list, tuple)) else ss
