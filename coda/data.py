@@ -398,7 +398,7 @@ def _make_listing(cfg, folder, overwrite, check):
     for sp, ch in changed.items():
         msg = (f"the dataset changed since {folder} listed its {sp} split: {', '.join(ch[:5])}{' ...' if len(ch) > 5 else ''} "
                '(files added, removed or renamed); listing it again')
-        log.warning(msg); warnings.warn(msg)
+        warnings.warn(msg)   # on stderr (the run log is opened after the listing, so that a refused run writes nothing)
     new = {}
     for sp in SPLITS:
         if sp in keep: continue
