@@ -399,14 +399,13 @@ def _make_listing(cfg, folder, overwrite, check):
         msg = (f"the dataset changed since {folder} listed its {sp} split: {', '.join(ch[:5])}{' ...' if len(ch) > 5 else ''} "
                '(files added, removed or renamed); listing it again')
         warnings.warn(msg)   # on stderr (the run log is opened after the listing, so that a refused run writes nothing)
-    new = {}
+    new, sets = {}, {sp: listing_from_json(d, root) for sp, d in keep.items()}
     for sp in SPLITS:
         if sp in keep: continue
         sr = _split_dir(root, _split_name(cfg, sp))
         times = folder_times(sr) if sr.is_dir() else {}   # taken before listing: a file added meanwhile changes them
-        ds = list_dataset(cfg, sp, verify=cfg.verify_images and sp == 'val')
-        new[sp] = listing_json(ds, times)
-    sets = {sp: listing_from_json(d, root) for sp, d in {**keep, **new}.items()}
+        sets[sp] = list_dataset(cfg, sp, verify=cfg.verify_images and sp == 'val')
+        new[sp] = listing_json(sets[sp], times)
     if check is not None: check(sets)
     if new:   # nothing is written before here
         st.open(overwrite, Process())
