@@ -32,7 +32,7 @@ class DataConfig:
     prompts: str | None = None       # 'folder' only: JSON file mapping class folder -> prompt (default: the folder name)
     train_split: str = 'train'       # subfolder of root with the training images
     val_split: str = 'val'           # subfolder of root with the validation images
-    verify_images: bool = True       # open every image once while listing, to skip unreadable ones
+    verify_images: bool = True       # open every validation image once when the run lists it, skipping unreadable ones (training images are checked where the features stage reads them)
 
 # %% ../nbs/01_config.ipynb #bb30370d
 @dataclass

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_data.ipynb #c965e641
 from __future__ import annotations
-import logging, os, shutil, tempfile, warnings
+import csv, functools, importlib.util, logging, os, shutil, tempfile, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
@@ -12,15 +12,17 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image
 
-from .stage import save_json, load_json, current_umask
+from .stage import save_json, load_json, current_umask, Stage, Process, ArtefactError, read_stage, current_process
 from .config import DataConfig
 
 log = logging.getLogger('coda')
 
 # %% auto #0
-__all__ = ['log', 'IMAGENET_PRESETS', 'IMAGE_EXTS', 'DIGITS_SIZE', 'imagenet_info', 'preset_wnids', 'wnid_prompt', 'ClassInfo',
-           'TargetDataset', 'load_rgb', 'list_imagenet', 'folder_prompt', 'list_imagefolder', 'coda_home',
-           'make_digits_folder', 'list_digits', 'show_dataset', 'list_dataset']
+__all__ = ['log', 'IMAGENET_PRESETS', 'IMAGE_EXTS', 'DIGITS_SIZE', 'SPLITS', 'imagenet_info', 'preset_wnids', 'wnid_prompt',
+           'ClassInfo', 'TargetDataset', 'load_rgb', 'list_imagenet', 'folder_prompt', 'list_imagefolder', 'coda_home',
+           'make_digits_folder', 'list_digits', 'show_dataset', 'dataset_root', 'list_dataset', 'count_images',
+           'listing_config', 'folder_times', 'listing_json', 'listing_from_json', 'listing_changes', 'list_run',
+           'read_listing', 'listing_counts']
 
 # %% ../nbs/02_data.ipynb #9e4f46ba
 IMAGENET_PRESETS = {
@@ -74,8 +76,21 @@ IMAGENET_PRESETS = {
 IMAGENET_PRESETS = {k: v.split() for k, v in IMAGENET_PRESETS.items()}
 
 # %% ../nbs/02_data.ipynb #665ee413
+class _ImageNetNames:
+    "ImageNet-1K's sorted wnids and their WordNet lemmas, read from the text files timm ships."
+    def __init__(self, folder):
+        self._synsets = (folder/'imagenet_synsets.txt').read_text().splitlines()
+        self._lemmas = dict(csv.reader((folder/'imagenet_synset_to_lemma.txt').read_text().splitlines(), delimiter='\t'))
+    def label_names(self): return self._synsets
+    def label_name_to_description(self, label): return self._lemmas[label]
+
+@functools.lru_cache(maxsize=1)
 def imagenet_info():
-    "ImageNet-1K wnids (sorted) and descriptions, from timm."
+    "ImageNet-1K wnids (sorted) and descriptions, from timm's files (read without importing timm, which imports torch)."
+    spec = importlib.util.find_spec('timm')
+    folder = Path(spec.origin).parent/'data'/'_info' if spec is not None and spec.origin else None
+    if folder is not None and (folder/'imagenet_synsets.txt').is_file() and (folder/'imagenet_synset_to_lemma.txt').is_file():
+        return _ImageNetNames(folder)
     from timm.data import ImageNetInfo
     return ImageNetInfo('imagenet-1k')
 
@@ -136,8 +151,19 @@ def _unreadable(path):
         return None
     except Exception as e: return f'{type(e).__name__}: {e}'
 
+def _image_names(folder):
+    "The names of the image files of `folder`, unsorted: folder entries only (no file is opened, nor stat'ed where the file system gives the type)."
+    out = []
+    with os.scandir(folder) as it:
+        for e in it:   # an explicit loop: twice as fast as os.path.splitext on ImageNet's 1.28 M names
+            n = e.name; i = n.rfind('.')
+            if i > 0 and n[i:].lower() in IMAGE_EXTS and e.is_file(): out.append(n)
+    return out
+
 def _image_files(folder):
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+    "The image files of `folder`, sorted."
+    folder = Path(folder)
+    return [folder/n for n in sorted(_image_names(folder))]
 
 # %% ../nbs/02_data.ipynb #5a10760f
 def _split_root(root, split):
@@ -151,8 +177,29 @@ def _split_root(root, split):
                                 f"Point root at the folder that holds '{split}/'.")
     return sr
 
-def _list_classes(sr, ids, prompts, imagenet_idx=None, verify=True, workers=8):
-    "List the images of classes `ids` (folder names under `sr`), checking they are readable."
+def _empty_classes(sr, empty, verify=False):
+    return ValueError(f"class folder(s) with no {'readable ' if verify else ''}images under {sr}: {empty} "
+                      f"(extensions read: {' '.join(sorted(IMAGE_EXTS))}). Add images or remove the folder.")
+
+def _preset_classes(root, split, preset):
+    "The split folder and the wnids of `preset`, each checked to be a folder of it (an unknown preset is named first)."
+    wnids = preset_wnids(preset)
+    sr = _split_root(root, split)
+    missing = [w for w in wnids if not (sr/w).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} of the {len(wnids)} '{preset}' classes are missing from {sr}: "
+                                f"{', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}. "
+                                "The presets are cut from the ImageNet-1K train/val folders (one folder per wnid).")
+    return sr, wnids
+
+def _folder_classes(sr):
+    "The class folders of the split folder `sr`, sorted."
+    ids = sorted(p.name for p in sr.iterdir() if p.is_dir() and not p.name.startswith('.'))
+    if not ids: raise ValueError(f'{sr} has no class subfolders; expected <class>/<image files>')
+    return ids
+
+def _list_classes(sr, ids, prompts, imagenet_idx=None, verify=False, workers=8):
+    "List the images of classes `ids` (folder names under `sr`); `verify`: open each, skipping unreadable ones."
     files = {c: _image_files(sr/c) for c in ids}
     skipped = []
     if verify:
@@ -165,27 +212,19 @@ def _list_classes(sr, ids, prompts, imagenet_idx=None, verify=True, workers=8):
             skipped = [(str(p), r) for p, r in bad.items()]
             files = {c: [p for p in fs if p not in bad] for c, fs in files.items()}
     empty = [c for c in ids if not files[c]]
-    if empty:
-        raise ValueError(f"class folder(s) with no readable images under {sr}: {empty} "
-                         f"(extensions read: {' '.join(sorted(IMAGE_EXTS))}). Add images or remove the folder.")
+    if empty: raise _empty_classes(sr, empty, verify)
     classes = [ClassInfo(c, i, prompts[c], files[c], None if imagenet_idx is None else imagenet_idx[c])
                for i, c in enumerate(ids)]
     return classes, skipped
 
 # %% ../nbs/02_data.ipynb #f03845a4
-def list_imagenet(root, preset='imagenette', split='train', verify=True):
+def list_imagenet(root, preset='imagenette', split='train', verify=False):
     "List an ImageNet-style folder (`<root>/<split>/<wnid>/*`) cut to `preset`, in the preset's order."
-    wnids = preset_wnids(preset)
-    sr = _split_root(root, split)
-    missing = [w for w in wnids if not (sr/w).is_dir()]
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} of the {len(wnids)} '{preset}' classes are missing from {sr}: "
-                                f"{', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}. "
-                                "The presets are cut from the ImageNet-1K train/val folders (one folder per wnid).")
+    sr, wnids = _preset_classes(root, split, preset)
     info = imagenet_info()
-    allw = list(info.label_names())
+    index = {w: i for i, w in enumerate(info.label_names())}
     prompts = {w: wnid_prompt(w, info) for w in wnids}
-    classes, skipped = _list_classes(sr, wnids, prompts, {w: allw.index(w) for w in wnids}, verify)
+    classes, skipped = _list_classes(sr, wnids, prompts, {w: index[w] for w in wnids}, verify)
     return TargetDataset(Path(root), split, classes, skipped)
 
 # %% ../nbs/02_data.ipynb #2ee3f12e
@@ -193,11 +232,10 @@ def folder_prompt(name):
     "Default prompt of a class folder: its name with `_` and `-` as spaces."
     return ' '.join(name.replace('_', ' ').replace('-', ' ').split())
 
-def list_imagefolder(root, split=None, prompts=None, verify=True):
+def list_imagefolder(root, split=None, prompts=None, verify=False):
     "List a folder of class subfolders (`<root>[/<split>]/<class>/*`); `prompts` maps folder -> prompt (dict or JSON file)."
     sr = _split_root(root, split)
-    ids = sorted(p.name for p in sr.iterdir() if p.is_dir() and not p.name.startswith('.'))
-    if not ids: raise ValueError(f'{sr} has no class subfolders; expected <class>/<image files>')
+    ids = _folder_classes(sr)
     if isinstance(prompts, (str, Path)): prompts = load_json(prompts)
     prompts = dict(prompts or {})
     unknown = sorted(set(prompts) - set(ids))
@@ -245,10 +283,10 @@ def make_digits_folder(root=None, size=DIGITS_SIZE, val_frac=0.2, seed=0):
         raise
     return root
 
-def list_digits(root=None, split='train'):
+def list_digits(root=None, split='train', verify=False):
     "List the digits demo dataset (made on first use)."
     root = make_digits_folder(root)
-    return list_imagefolder(root, split, prompts={str(d): f'a handwritten digit {d}' for d in range(10)})
+    return list_imagefolder(root, split, prompts={str(d): f'a handwritten digit {d}' for d in range(10)}, verify=verify)
 
 # %% ../nbs/02_data.ipynb #0c7c4584
 def show_dataset(ds, n=8, figsize=None):
@@ -265,11 +303,147 @@ def show_dataset(ds, n=8, figsize=None):
     return fig
 
 # %% ../nbs/02_data.ipynb #2c9fa457
-def list_dataset(cfg: DataConfig, split='train'):
-    "List the `split` ('train' or 'val') of the dataset `cfg` names."
-    sp = {'train': cfg.train_split, 'val': cfg.val_split}.get(split, split)
-    if cfg.dataset == 'digits': return list_digits(cfg.root, sp)
+def dataset_root(cfg: DataConfig):
+    "The folder holding the splits of the dataset `cfg` names (the digits demo is written there first if needed)."
+    if cfg.dataset == 'digits': return make_digits_folder(cfg.root)
     if cfg.root is None: raise ValueError(f"--root is needed for --dataset {cfg.dataset} (the dataset folder)")
-    if cfg.dataset == 'folder': return list_imagefolder(cfg.root, sp, cfg.prompts, cfg.verify_images)
+    return Path(cfg.root).expanduser()
+
+def list_dataset(cfg: DataConfig, split='train', verify=False):
+    "List the `split` ('train' or 'val') of the dataset `cfg` names; `verify`: open every image, skipping unreadable ones."
+    sp = {'train': cfg.train_split, 'val': cfg.val_split}.get(split, split)
+    root = dataset_root(cfg)
+    if cfg.dataset == 'digits': return list_digits(root, sp, verify)
+    if cfg.dataset == 'folder': return list_imagefolder(root, sp, cfg.prompts, verify)
     if cfg.prompts: raise ValueError('--prompts is for --dataset folder only; ImageNet presets use the synset names')
-    return list_imagenet(cfg.root, cfg.dataset, sp, cfg.verify_images)
+    return list_imagenet(root, cfg.dataset, sp, verify)
+
+def count_images(cfg: DataConfig, split='train') -> dict:
+    "Class id -> number of image files in the `split` of `cfg`'s dataset: `list_dataset`'s checks without building the listing (what `--plan` needs)."
+    sp = {'train': cfg.train_split, 'val': cfg.val_split}.get(split, split)
+    if cfg.dataset in ('digits', 'folder'): sr = _split_root(dataset_root(cfg), sp); ids = _folder_classes(sr)
+    else: sr, ids = _preset_classes(dataset_root(cfg), sp, cfg.dataset)
+    n = {c: len(_image_names(sr/c)) for c in ids}
+    empty = [c for c in ids if not n[c]]
+    if empty: raise _empty_classes(sr, empty)
+    return n
+
+# %% ../nbs/02_data.ipynb #42ca302c
+SPLITS = ('train', 'val')
+_LISTING_FIX = 'the next coda_distill run lists the dataset again'
+
+def listing_config(cfg: DataConfig):
+    "The settings the listing records: the dataset's, without where it lives; a prompt file by its content."
+    prompts = cfg.prompts
+    if isinstance(prompts, (str, Path)):
+        if not Path(prompts).expanduser().is_file(): raise FileNotFoundError(f'--prompts: {prompts} is not a file (a JSON map of class folder -> prompt)')
+        prompts = load_json(Path(prompts).expanduser())
+    return dict(dataset=cfg.dataset, prompts=prompts, train_split=cfg.train_split, val_split=cfg.val_split,
+                verify_images=cfg.verify_images)
+
+def _split_dir(root, split): return Path(root) if split is None else Path(root)/split
+
+def folder_times(split_root):
+    "The modification time (ns) of a split folder ('.') and of each of its subfolders."
+    sr = Path(split_root)
+    with os.scandir(sr) as it: t = {e.name: e.stat().st_mtime_ns for e in it if e.is_dir()}
+    return {'.': sr.stat().st_mtime_ns, **t}
+
+def listing_json(ds: TargetDataset, times: dict):
+    "A listing as JSON: classes with their file names (relative to the class folder) and folder times, skipped files relative to the split."
+    sr = _split_dir(ds.root, ds.split)
+    classes = [dict(id=c.id, index=c.index, prompt=c.prompt, imagenet_index=c.imagenet_index, mtime_ns=times.get(c.id),
+                    files=[Path(p).name for p in c.paths]) for c in ds.classes]
+    skipped = [[Path(p).relative_to(sr).as_posix(), why] for p, why in ds.skipped]
+    return dict(split=ds.split, mtime_ns=times['.'], classes=classes, skipped=skipped)
+
+def listing_from_json(d: dict, root) -> TargetDataset:
+    "The `TargetDataset` of a listing, with paths under `root` (the dataset's folder now)."
+    sr = _split_dir(root, d['split'])
+    classes = []
+    for c in d['classes']:
+        cd = sr/c['id']
+        classes.append(ClassInfo(c['id'], c['index'], c['prompt'], [cd/f for f in c['files']], c['imagenet_index']))
+    return TargetDataset(Path(root), d['split'], classes, [(str(sr/i), why) for i, why in d['skipped']])
+
+def listing_changes(d: dict, root):
+    "The folders of a listing whose modification time changed since it was made (an empty list: it is current)."
+    sr = _split_dir(root, d['split'])
+    try: now = folder_times(sr)
+    except OSError: return [str(sr)]
+    was = {'.': d['mtime_ns'], **{c['id']: c['mtime_ns'] for c in d['classes']}}
+    return [str(sr) if k == '.' else f'{sr.name}/{k}' for k, t in was.items() if now.get(k) != t]
+
+# %% ../nbs/02_data.ipynb #8f099337
+def _split_name(cfg, split): return {'train': cfg.train_split, 'val': cfg.val_split}[split]
+
+def _current(st, cfg, root, overwrite):
+    "The splits whose listing on disk can be used as it is (checked without writing), and the changed ones."
+    keep, changed = {}, {}
+    try:
+        if overwrite or not st.complete: return keep, changed
+    except ArtefactError: return keep, changed
+    for sp in SPLITS:
+        if st.item_problems(sp): continue
+        d = load_json(st.path(f'{sp}.json'))
+        ch = listing_changes(d, root)
+        if ch: changed[sp] = ch
+        else: keep[sp] = d
+    return keep, changed
+
+def _make_listing(cfg, folder, overwrite, check):
+    st = Stage(folder, 'data', listing_config(cfg), fix=_LISTING_FIX)
+    root = dataset_root(cfg)
+    keep, changed = _current(st, cfg, root, overwrite)
+    for sp, ch in changed.items():
+        msg = (f"the dataset changed since {folder} listed its {sp} split: {', '.join(ch[:5])}{' ...' if len(ch) > 5 else ''} "
+               '(files added, removed or renamed); listing it again')
+        warnings.warn(msg)   # on stderr (the run log is opened after the listing, so that a refused run writes nothing)
+    new, sets = {}, {sp: listing_from_json(d, root) for sp, d in keep.items()}
+    for sp in SPLITS:
+        if sp in keep: continue
+        sr = _split_dir(root, _split_name(cfg, sp))
+        times = folder_times(sr) if sr.is_dir() else {}   # taken before listing: a file added meanwhile changes them
+        sets[sp] = list_dataset(cfg, sp, verify=cfg.verify_images and sp == 'val')
+        new[sp] = listing_json(sets[sp], times)
+    if check is not None: check(sets)
+    if new:   # nothing is written before here
+        st.open(overwrite, Process())
+        for sp, d in new.items():
+            save_json(st.path(f'{sp}.json'), d)
+            st.finish_item(sp, [f'{sp}.json'], classes=len(d['classes']), images=sets[sp].n_images, skipped=len(d['skipped']))
+        st.finish(SPLITS, **{sp: dict(classes=len(s.classes), images=s.n_images, skipped=len(s.skipped)) for sp, s in sets.items()})
+    return sets
+
+def list_run(cfg: DataConfig, folder, overwrite=False, proc: Process = None, check=None) -> dict:
+    "The train and val listings of `cfg`'s dataset (split -> `TargetDataset`): the run's `data` stage in `folder`, made once and reused while the dataset's folders are unchanged."
+    proc = proc or current_process()
+    sets, err = None, None
+    if proc.is_main:
+        try: sets = _make_listing(cfg, folder, overwrite, check)
+        except Exception as e: err = e
+    proc.barrier()
+    if err is not None: raise err
+    if sets is None:
+        st = read_stage(folder, 'data', fix=_LISTING_FIX)
+        root = dataset_root(cfg)
+        sets = {sp: listing_from_json(load_json(st.path(f'{sp}.json')), root) for sp in SPLITS}
+        if check is not None: check(sets)
+    return sets
+
+def read_listing(cfg: DataConfig, folder):
+    "The run's listing in `folder` if it is complete, of `cfg`'s settings and current, else None (nothing is written)."
+    try:
+        st = Stage(folder, 'data', listing_config(cfg))
+        root = dataset_root(cfg)
+        keep, _ = _current(st, cfg, root, False)
+    except (OSError, ValueError): return None
+    return {sp: listing_from_json(d, root) for sp, d in keep.items()} if len(keep) == len(SPLITS) else None
+
+def listing_counts(cfg: DataConfig, folder):
+    "Split -> class id -> number of images, from the run's listing in `folder` if it is current (else None); builds no paths."
+    try:
+        keep, _ = _current(Stage(folder, 'data', listing_config(cfg)), cfg, dataset_root(cfg), False)
+    except (OSError, ValueError): return None
+    if len(keep) != len(SPLITS): return None
+    return {sp: {c['id']: len(c['files']) for c in d['classes']} for sp, d in keep.items()}

@@ -12,19 +12,19 @@ from .stage import (ArtefactError, RunLocked, RunLock, Stage, read_stage, curren
                         jsonable, log)
 from .config import (RunConfig, ConfigError, validate, resolve_config, parse_args, distill_parser, evaluate_parser, flag_of,
                          digits_recipe, EVALUATE_SECTIONS)
-from .data import TargetDataset, list_dataset, list_imagefolder
+from .data import TargetDataset, list_imagefolder, list_run, listing_counts, count_images
 
 # %% auto #0
 __all__ = ['GENERATION_OFF', 'stage_dirs', 'set_names', 'data_record', 'upstream_of', 'check_class_sizes', 'run_log',
-           'torch_threads', 'timed', 'distill_stages', 'distill', 'list_distilled', 'run_sets', 'evaluate',
-           'results_json', 'write_report', 'plan', 'coda_distill', 'coda_evaluate', 'run_cli', 'distill_cli',
-           'evaluate_cli']
+           'torch_threads', 'timed', 'distill_stages', 'distill', 'readable_train', 'list_distilled', 'run_sets',
+           'evaluate', 'results_json', 'write_report', 'plan', 'coda_distill', 'coda_evaluate', 'run_cli',
+           'distill_cli', 'evaluate_cli']
 
 # %% ../nbs/08_distill.ipynb #b9618dc8
 def stage_dirs(out):
     "The folder of each stage of a run in `out`."
     out = Path(out)
-    return dict(features=out/'features', core=out/'core', random=out/'random', kmeans=out/'kmeans',
+    return dict(data=out/'data', features=out/'features', core=out/'core', random=out/'random', kmeans=out/'kmeans',
                 generation=out/'generation', evaluation=out/'evaluation', report=out/'report')
 
 def set_names(cfg: RunConfig):
@@ -96,8 +96,10 @@ GENERATION_OFF = 'not run: no text-to-image model given; pass --model <local fol
 
 def _features(cfg, ds, dirs, proc, show, ctx):
     from coda.features import build_feature_store
+    from coda.features import readable_dataset
     ctx['store'] = build_feature_store(ds, dirs['features'], cfg.features, model=cfg.generation.model,
                                        upstream=dict(data=data_record(cfg, ds)), overwrite=cfg.overwrite, proc=proc, show_progress=show)
+    if ctx['store'] is not None: ctx['ds'] = readable_dataset(ds, ctx['store'])   # later stages leave out what it could not read
 
 def _discovery(method, key):
     def run(cfg, ds, dirs, proc, show, ctx):
@@ -129,9 +131,9 @@ def _run_stages(cfg, ds, dirs, proc, show_progress, timings):
     "Run the stages of `cfg` on the listed dataset `ds`, in order, keeping their times in `timings`."
     out = Path(cfg.out)
     if proc.is_main: log.info(f'dataset: {ds}; {proc.world} process(es)')
-    ctx = {}   # what a stage hands to the next in memory (the opened feature store)
+    ctx = {}   # what a stage hands to the next in memory: the opened feature store, the dataset without its unreadable images
     for name, run in distill_stages(cfg):
-        with timed(name, timings): run(cfg, ds, dirs, proc, show_progress, ctx)
+        with timed(name, timings): run(cfg, ctx.get('ds', ds), dirs, proc, show_progress, ctx)
     if not cfg.generation.model and proc.is_main: log.info(f'generation: {GENERATION_OFF}')
     if proc.is_main:
         save_json(out/'config.json', _saved_config(cfg))   # the run's settings, read by coda_evaluate
@@ -144,11 +146,17 @@ def distill(cfg: RunConfig, proc=None, show_progress=True, log_to_stderr=False):
     proc = proc or current_process()
     out, dirs, timings = Path(cfg.out), stage_dirs(cfg.out), {}
     with RunLock(out, proc):
-        ds = list_dataset(cfg.data, 'train')
-        check_class_sizes(ds, cfg)
+        ds = list_run(cfg.data, dirs['data'], cfg.overwrite, proc, check=lambda sets: check_class_sizes(sets['train'], cfg))['train']
         with run_log(out, proc, log_to_stderr), torch_threads(cfg.cpu_threads):
             _run_stages(cfg, ds, dirs, proc, show_progress, timings)
     return dirs
+
+def readable_train(cfg: RunConfig, train: TargetDataset):
+    "The training split without the images the run's feature store could not read (as listed when there is no store)."
+    from coda.features import load_feature_store, readable_dataset
+    try: store = load_feature_store(stage_dirs(cfg.out)['features'], check=False)
+    except ArtefactError: return train
+    return readable_dataset(train, store)
 
 def _saved_config(cfg):
     "The config as saved in the run folder: without the folder's own path, so that a copied or moved run stays the same."
@@ -187,7 +195,8 @@ def evaluate(cfg: RunConfig, extra_sets: dict | None = None, proc=None, show_pro
     cfg = validate(cfg)
     proc = proc or current_process()
     out, timings = Path(cfg.out), {}
-    train, val = list_dataset(cfg.data, 'train'), list_dataset(cfg.data, 'val')
+    with RunLock(out, proc): listing = list_run(cfg.data, stage_dirs(out)['data'], proc=proc)   # the run's listing, made again only if the data changed
+    train, val = readable_train(cfg, listing['train']), listing['val']
     sets = run_sets(cfg, train)
     for name, folder in (extra_sets or {}).items():
         if name in sets or name == 'full': raise ValueError(f'--set {name}=...: {name!r} is the name of one of the run\'s sets; choose another')
@@ -263,7 +272,6 @@ def write_report(res, cfg: RunConfig):
 # %% ../nbs/08_distill.ipynb #da07dc02
 def _model_status(ref, marker):
     "(where the model `ref` is, problem or None): a local folder, the Hugging Face cache, or the hub."
-    import os
     p = Path(ref).expanduser()
     if p.is_dir():
         return ('local folder', None) if (p/marker).exists() else (None, f'{ref} is a folder without {marker}: not a diffusers model folder')
@@ -274,7 +282,8 @@ def _model_status(ref, marker):
         hit = try_to_load_from_cache(str(ref), marker)
     except Exception: hit = None
     if isinstance(hit, str): return 'in the Hugging Face cache', None
-    if os.environ.get('HF_HUB_OFFLINE', '0') not in ('0', '', 'false', 'False'):
+    from coda.features import hub_offline
+    if hub_offline():
         return None, f'{ref} is not in the Hugging Face cache and HF_HUB_OFFLINE is set: download it first, or pass a local folder'
     return 'not in the Hugging Face cache: the run would download it from the hub', None
 
@@ -318,10 +327,11 @@ def plan(cfg: RunConfig):
     problems, lines = [], []
     try: cfg = validate(cfg)
     except ConfigError as e: problems += e.problems; cfg = resolve_config(cfg)
-    ds = val = None
+    counts = None   # split -> class id -> images
     try:
-        quick = replace(cfg.data, verify_images=False)
-        ds, val = list_dataset(quick, 'train'), list_dataset(quick, 'val')
+        counts = listing_counts(cfg.data, stage_dirs(cfg.out)['data'])   # the run's own listing where it is current
+        listed = f"the run's listing in {stage_dirs(cfg.out)['data']}" if counts else 'counted now: folder entries only, no image opened'
+        counts = counts or {sp: count_images(cfg.data, sp) for sp in ('train', 'val')}
     except (OSError, ValueError) as e: problems.append(f'--root: {e}')
     g, d = cfg.generation, cfg.discovery
     for flag, ref, marker in (('--model', g.model, 'model_index.json'), ('--refiner', g.refiner, 'model_index.json'),
@@ -330,11 +340,11 @@ def plan(cfg: RunConfig):
         where, prob = _model_status(ref, marker)
         if prob: problems.append(f'{flag}: {prob}')
         else: lines.append(f'{flag} {ref}: {where}')
-    if ds is not None:
-        sizes = [len(c.paths) for c in ds.classes]
-        k, n, nmax = len(ds.classes), ds.n_images, max(sizes)
-        lines.append(f'data: {cfg.data.dataset}, {k} classes, {n:,} training images ({min(sizes)}-{nmax} a class), {val.n_images:,} validation images')
-        small = [c.id for c in ds.classes if len(c.paths) <= d.ipc]
+    if counts is not None:
+        sizes = list(counts['train'].values())
+        k, n, nmax = len(sizes), sum(sizes), max(sizes)
+        lines.append(f"data: {cfg.data.dataset}, {k} classes, {n:,} training images ({min(sizes)}-{nmax} a class), {sum(counts['val'].values()):,} validation images ({listed})")
+        small = [c for c, m in counts['train'].items() if m <= d.ipc]
         if small and not d.take_all: problems.append(f'--ipc: {d.ipc} images per class, but {len(small)} class(es) have no more than that ({", ".join(small[:5])}): lower --ipc or pass --take-all')
         shape = _feature_shape(cfg)
         dim = None if shape is None else shape[0] * shape[1] * shape[2]

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_features.ipynb #61818a01
 from __future__ import annotations
-import hashlib, itertools, logging, shutil, time, warnings
+import hashlib, itertools, logging, os, shutil, time, warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -22,9 +22,10 @@ from .stage import (Stage, Process, ArtefactError, current_process, read_stage, 
 log = logging.getLogger('coda')
 
 # %% auto #0
-__all__ = ['log', 'Encoder', 'to_unit_range', 'PixelEncoder', 'load_vae', 'vae_scale_factor', 'vae_config', 'default_resolution',
-           'VaeEncoder', 'resolve_encoder', 'store_config', 'make_encoder', 'encode_paths', 'image_ids', 'FeatureStore',
-           'load_feature_store', 'build_feature_store']
+__all__ = ['log', 'Encoder', 'to_unit_range', 'PixelEncoder', 'hub_offline', 'hub_error', 'load_vae', 'vae_scale_factor',
+           'vae_config', 'default_resolution', 'VaeEncoder', 'resolve_encoder', 'store_config', 'make_encoder',
+           'encode_paths', 'image_ids', 'read_image', 'FeatureStore', 'load_feature_store', 'readable_dataset',
+           'build_feature_store']
 
 # %% ../nbs/03_features.ipynb #ccf2b968
 class Encoder(Protocol):
@@ -56,11 +57,27 @@ def _vae_source(model, vae):
         raise ValueError(f"the VAE encoder needs `model` (a diffusers model folder or hub id) or `vae` ({flag_of('features', 'vae')}, a VAE folder or hub id)")
     return (str(vae), {}) if vae is not None else (str(model), dict(subfolder='vae'))
 
+def hub_offline():
+    "Is `HF_HUB_OFFLINE` set (read as huggingface_hub reads it), so that no model may be downloaded?"
+    return os.environ.get('HF_HUB_OFFLINE', '').strip().upper() in ('1', 'ON', 'YES', 'TRUE')
+
+def hub_error(what, ref, e):
+    "The `OSError` for a model `ref` that could not be loaded by its hub id: it names `HF_HUB_OFFLINE` when that stopped the download."
+    first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+    if hub_offline():
+        return OSError(f'the {what} {ref!r} is not in the local Hugging Face cache, and HF_HUB_OFFLINE is set, so it is not downloaded. '
+                       f'Unset HF_HUB_OFFLINE (diffusers then downloads it into the cache), or run `hf download {ref}` where there is a '
+                       'network and copy the cache (~/.cache/huggingface, or $HF_HOME) here, or pass a local folder instead of the id')
+    return OSError(f'could not load the {what} {ref!r} from the Hugging Face hub ({first}): check the id and the network, or pass a local folder')
+
+def _is_local(ref): return Path(str(ref)).expanduser().exists()
+
 def load_vae(model=None, vae=None):
-    "The `AutoencoderKL` of a diffusers model folder/hub id (`<model>/vae`) or of a separate VAE folder `vae`."
+    "The `AutoencoderKL` of a diffusers model folder/hub id (`<model>/vae`) or of a separate VAE folder `vae` (safetensors only)."
     from diffusers import AutoencoderKL
+    from coda.generation import _from_pretrained
     src, kw = _vae_source(model, vae)
-    return AutoencoderKL.from_pretrained(src, use_safetensors=True, **kw)
+    return _from_pretrained(AutoencoderKL, src, 'VAE', **kw)
 
 def vae_scale_factor(vae_or_config):
     "How much the VAE downsamples: 2 ** (number of down blocks - 1); takes the VAE or its config dict."
@@ -72,7 +89,10 @@ def vae_config(model=None, vae=None):
     "The VAE's config dict (no weights are loaded)."
     from diffusers import AutoencoderKL
     src, kw = _vae_source(model, vae)
-    return AutoencoderKL.load_config(src, **kw)
+    try: return AutoencoderKL.load_config(src, **kw)
+    except (OSError, ValueError) as e:
+        if _is_local(src): raise
+        raise hub_error('VAE', src, e) from e
 
 def default_resolution(model, vae=None):
     "The model's default generation resolution: UNet `sample_size` x the VAE scale factor (configs only)."
@@ -80,6 +100,7 @@ def default_resolution(model, vae=None):
     from diffusers import UNet2DConditionModel
     try: ss = UNet2DConditionModel.load_config(str(model), subfolder='unet')['sample_size']
     except Exception as e:
+        if not _is_local(model) and hub_offline(): raise hub_error('model', model, e) from e
         raise ValueError(f'cannot read the UNet config of {model} to find its generation resolution ({type(e).__name__}: {e}); '
                          'pass --resolution explicitly') from e
     ss = ss[0] if isinstance(ss, (list, tuple)) else ss
@@ -157,15 +178,15 @@ def make_encoder(cfg: FeatureConfig, model=None, resolution=None, device='cpu'):
     return VaeEncoder(model, cfg.vae, resolution or s['discovery_resolution'] or s['resolution'], device, cfg.dtype, cfg.batch_size)
 
 # %% ../nbs/03_features.ipynb #c6b019fa
-def _prefetched(batches, ahead=2, workers=4):
-    "Yield the images of each batch of paths, the next `ahead` batches being read in background threads."
+def _prefetched(batches, ahead=2, workers=4, read=load_rgb):
+    "Yield `read` of each path of each batch, the next `ahead` batches being read in background threads."
     batches = iter(batches)
     with ThreadPoolExecutor(workers) as ex:
-        q = deque(ex.submit(lambda b=b: [load_rgb(p) for p in b]) for b in itertools.islice(batches, ahead))
+        q = deque(ex.submit(lambda b=b: [read(p) for p in b]) for b in itertools.islice(batches, ahead))
         while q:
             done = q.popleft()
             b = next(batches, None)
-            if b is not None: q.append(ex.submit(lambda b=b: [load_rgb(p) for p in b]))
+            if b is not None: q.append(ex.submit(lambda b=b: [read(p) for p in b]))
             yield done.result()
 
 def encode_paths(encoder, paths, batch_size=32):
@@ -193,41 +214,70 @@ def _device(cfg, proc):
     import torch
     return 'cuda' if torch.cuda.is_available() else 'cpu'
 
-def _checked(f, cls, ids, first):
-    "`f` (n, C, H, W) as float16 rows, or a ValueError naming the class and its images whose features are not finite."
+def _checked(f, cls, ids):
+    "`f` (n, C, H, W), the features of the images `ids`, as float16 rows, or a ValueError naming the class and its images whose features are not finite."
     with np.errstate(over='ignore', invalid='ignore'): x = f.reshape(len(f), -1).astype(np.float16)   # overflow is checked next
     bad = np.flatnonzero(~np.isfinite(x).all(1))
     if len(bad):
-        names = ', '.join(ids[first + i] for i in bad[:3]) + (f' and {len(bad) - 3} more' if len(bad) > 3 else '')
+        names = ', '.join(ids[i] for i in bad[:3]) + (f' and {len(bad) - 3} more' if len(bad) > 3 else '')
         raise ValueError(f"class {cls.id}: the features of {len(bad)} image(s) are not finite (NaN, Inf, or beyond float16's "
                          f'range): {names}. Nothing of this class was written. The VAE overflows on them: use '
                          f"{flag_of('features', 'vae')} <fp16-fix VAE> (e.g. madebyollin/sdxl-vae-fp16-fix) or {flag_of('features', 'dtype')} float32")
     return x
 
 # %% ../nbs/03_features.ipynb #5df6fee2
-def _load_part(p, rows, dim):
-    "A batch part, if it is there and whole (else None: it is encoded again)."
+def read_image(path):
+    "`(RGB image, None)`, or `(None, why)` for a file that is there but cannot be opened or decoded as an image."
+    try: return load_rgb(path), None
+    except (FileNotFoundError, PermissionError) as e:
+        raise type(e)(e.errno, f'cannot read {path}: {e.strerror} (it was listed; the dataset changed, or fix its permissions)') from e
+    except Exception as e: return None, f'{type(e).__name__}: {e}'
+
+def _part_names(parts, a, b): return parts/f'{a:06d}-{b:06d}.npy', parts/f'{a:06d}-{b:06d}.skipped.json'
+
+def _load_part(parts, a, b, dim):
+    "A batch part `(rows, skipped)`, if it is there and whole (else None: it is encoded again)."
+    p, q = _part_names(parts, a, b)
     if not p.is_file(): return None
-    try: x = load_npy(p)
+    try: x, sk = load_npy(p), (load_json(q) if q.is_file() else [])
     except ArtefactError: return None
-    return x if x.shape == (rows, dim) and x.dtype == np.float16 else None
+    return (x, sk) if x.shape == (b - a - len(sk), dim) and x.dtype == np.float16 else None
+
+def _encode_batch(encoder, cls, ids, paths, got, dim):
+    "The float16 rows of the readable images of a batch, and `[id, why]` of the unreadable ones (logged with their paths)."
+    ok = [k for k, (im, _) in enumerate(got) if im is not None]
+    skipped = [[ids[k], why] for k, (im, why) in enumerate(got) if im is None]
+    for k, (im, why) in enumerate(got):
+        if im is None: log.warning(f'features: skipped unreadable image {paths[k]} (class {cls.id}): {why}')
+    if not ok: return np.zeros((0, dim), np.float16), skipped
+    return _checked(encoder.encode([got[k][0] for k in ok]), cls, [ids[k] for k in ok]), skipped
 
 def _encode_class(st, ds, cls, encoder, batch_size, ticks):
-    "Encode one class (batch by batch, resuming from `.parts/`), write its files and finish it as an item."
+    "Encode one class (batch by batch, resuming from `.parts/`), skipping unreadable images; write its files and finish it as an item."
     ids, n, dim = image_ids(ds, cls), len(cls.paths), int(np.prod(encoder.shape))
     parts = st.folder/'.parts'/cls.id
     spans = [(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
-    have = {s: _load_part(parts/f'{s[0]:06d}-{s[1]:06d}.npy', s[1] - s[0], dim) for s in spans}
+    have = {s: _load_part(parts, *s, dim) for s in spans}
     todo = [s for s in spans if have[s] is None]
-    for (a, b), ims in zip(todo, _prefetched([cls.paths[a:b] for a, b in todo])):
-        have[a, b] = _checked(encoder.encode(ims), cls, ids, a)
-        if len(spans) > 1: save_npy(parts/f'{a:06d}-{b:06d}.npy', have[a, b])
+    for (a, b), got in zip(todo, _prefetched([cls.paths[a:b] for a, b in todo], read=read_image)):
+        have[a, b] = _encode_batch(encoder, cls, ids[a:b], cls.paths[a:b], got, dim)
+        if len(spans) > 1:
+            p, q = _part_names(parts, a, b)
+            if have[a, b][1]: save_json(q, have[a, b][1])   # written before the rows: rows without it do not match
+            else: q.unlink(missing_ok=True)
+            save_npy(p, have[a, b][0])
         ticks(b - a)
-    X = np.concatenate([have[s] for s in spans]) if spans else np.zeros((0, dim), np.float16)
+    skipped = [x for s in spans for x in have[s][1]]
+    if skipped and len(skipped) == n:
+        raise ValueError(f'class {cls.id}: none of its {n} images can be read (e.g. {cls.paths[0]}: {skipped[0][1]}); '
+                         'fix or remove the class folder')
+    gone = {i for i, _ in skipped}
+    kept = [i for i in ids if i not in gone]
+    X = np.concatenate([have[s][0] for s in spans]) if spans else np.zeros((0, dim), np.float16)
     save_npy(st.path(f'{cls.id}.npy'), X)
     save_json(st.path(f'{cls.id}.json'), dict(class_id=cls.id, class_index=cls.index, prompt=cls.prompt,
-                                               image_ids=ids, shape=list(encoder.shape), n=n))
-    st.finish_item(cls.id, [f'{cls.id}.npy', f'{cls.id}.json'], n=n, images=_ids_digest(ids))
+                                               image_ids=kept, skipped=skipped, shape=list(encoder.shape), n=len(kept)))
+    st.finish_item(cls.id, [f'{cls.id}.npy', f'{cls.id}.json'], n=len(kept), images=_ids_digest(ids), skipped=skipped)
     shutil.rmtree(parts, ignore_errors=True)
 
 # %% ../nbs/03_features.ipynb #d7d8f454
@@ -246,6 +296,10 @@ class FeatureStore:
     def shape(self): return tuple(self.record['shape'])
     def info(self, class_id): return load_json(self.folder/f'{class_id}.json')
     def image_ids(self, class_id): return self.info(class_id)['image_ids']
+    @property
+    def skipped(self):
+        "Class id -> `[image id, why]` of the images the stage could not read (classes without any left out)."
+        return self.record.get('skipped', {})
     def features(self, class_id, mmap=True):
         "The class's features, (n, C*H*W) float16."
         return load_npy(self.folder/f'{class_id}.npy', mmap=mmap)
@@ -261,6 +315,19 @@ def load_feature_store(folder, check=True):
     if r is None or r.get('stage') != 'features' or not r.get('complete'):
         read_stage(folder, 'features', fix=_FIX)   # raises the reader's error, naming what is wrong
     return FeatureStore(folder, r)
+
+def readable_dataset(ds: TargetDataset, store: FeatureStore) -> TargetDataset:
+    "`ds` without the images the feature store could not read (added to `ds.skipped`): what every later stage works on."
+    sk = store.skipped
+    if not sk: return ds
+    sr, classes, skipped = _split_root(ds), [], list(ds.skipped)
+    for c in ds.classes:
+        gone = {i for i, _ in sk.get(c.id, [])}
+        if gone:
+            c = replace(c, paths=[p for p, i in zip(c.paths, image_ids(ds, c)) if i not in gone])
+            skipped += [(str(sr/i), why) for i, why in sk[c.id]]
+        classes.append(c)
+    return replace(ds, classes=classes, skipped=skipped)
 
 # %% ../nbs/03_features.ipynb #5b54c788
 def build_feature_store(ds: TargetDataset, out_dir, cfg: FeatureConfig, model=None, upstream=None, overwrite=False,
@@ -292,8 +359,12 @@ def build_feature_store(ds: TargetDataset, out_dir, cfg: FeatureConfig, model=No
     proc.barrier()
     if proc.is_main and all(st.item(c) is not None for c in ds.class_ids):
         shape = load_json(st.path(f'{ds.class_ids[0]}.json'))['shape'] if ds.classes else []
-        st.finish(ds.class_ids, shape=shape, n_images=ds.n_images)
+        recs = {c: st.item(c) for c in ds.class_ids}
+        skipped = {c: r['skipped'] for c, r in recs.items() if r.get('skipped')}
+        n = sum(r['n'] for r in recs.values())
+        st.finish(ds.class_ids, shape=shape, n_images=n, skipped=skipped)
         shutil.rmtree(st.folder/'.parts', ignore_errors=True)
-        log.info(f'feature store {st.folder}: {len(ds.classes)} classes, {ds.n_images} images')
+        log.info(f'feature store {st.folder}: {len(ds.classes)} classes, {n} images'
+                 + (f', {sum(map(len, skipped.values()))} unreadable image(s) skipped (named above)' if skipped else ''))
     proc.barrier()
     return FeatureStore(st.folder, st.record()) if st.complete else None
