@@ -706,9 +706,10 @@ def evaluate_sets(sets: dict, val_ds: TargetDataset, cfg: TrainConfig, out_dir, 
     else:   # one worker process per student at a time, started fresh ('spawn'): the results are those of one process
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
+        import coda.training as ct   # the workers import the job from the installed module (not from wherever this code runs)
         order = sorted(mine, key=lambda k: -_cost(rcfg[k[0]], len(images(k[0])[0])))
         with ProcessPoolExecutor(w, mp_context=multiprocessing.get_context('spawn')) as ex:
-            futs = {ex.submit(_train_job, *job(*k)): k for k in order}
+            futs = {ex.submit(ct._train_job, *job(*k)): k for k in order}
             for f in progress(as_completed(futs), total=len(futs), desc=desc, show=show_progress): done(*futs[f], f.result())
     proc.barrier()
     for st in stages.values():
