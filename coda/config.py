@@ -301,6 +301,8 @@ def set_field(cfg: RunConfig, section, name, value) -> RunConfig:
     if section is None: return replace(cfg, **{name: value})
     sec = getattr(cfg, section)
     if sec is None: sec = default_training(cfg.data.dataset, value if name == 'protocol' else 'hard') if section == 'training' else SECTIONS[section]()
+    elif section == 'training' and name == 'protocol' and sec == default_training(cfg.data.dataset, sec.protocol):
+        sec = default_training(cfg.data.dataset, value)   # a recipe left at the dataset's default follows the protocol
     return replace(cfg, **{section: replace(sec, **{name: value})})
 
 def config_from_args(args: dict, sections=tuple(SECTIONS), base: RunConfig | None = None) -> RunConfig:

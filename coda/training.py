@@ -538,9 +538,8 @@ def convergence_statement(results) -> str:
     bad = {k: v['converged'].count(False) for k, v in ms.items() if isinstance(v.get('converged'), list) and not all(v['converged'])}
     if not bad: return ('Every student converged: its clean training loss (its set\'s own images, unaugmented) fell by at most '
                         f'{FLAT[0]:.0%} (or {FLAT[1]} nats) between its last two evaluations.')
-    return ('Not converged (clean training loss still falling by more than '
-            f"{FLAT[0]:.0%} between the last two evaluations): {', '.join(f'{k} ({n} seed(s))' for k, n in bad.items())}; "
-            'train longer (--epoch-scale, --epochs) before reading these numbers.')
+    return (f"Not converged (clean training loss still falling): {', '.join(f'{k} ({n} seed(s))' for k, n in bad.items())}; "
+            'train longer (--epoch-scale) before trusting these numbers.')
 
 def noise_statement(results) -> str:
     "One sentence saying which paired differences of `results` are within noise (their 95% interval contains 0)."
