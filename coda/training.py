@@ -40,7 +40,7 @@ __all__ = ['log', 'RESAMPLE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'PCA_EIGVAL', 'PC
            'load_images', 'normalize', 'rrc_boxes', 'crop_resize', 'color_jitter', 'pca_lighting', 'Augment',
            'show_augmented', 'TensorImageLoader', 'ipc_epochs', 'set_ipc', 'resolve_train', 'eval_epochs',
            'step_schedule', 'half_cosine_schedule', 'load_state_dict_file', 'load_teacher', 'teacher_class_index',
-           'kd_loss', 'SoftLabels', 'default_device', 'cpu_threads', 'predict', 'EvalAndLog', 'make_learner',
+           'kd_loss', 'SoftLabels', 'default_device', 'cpu_threads', 'predict', 'EvalAndLog', 'make_learner', 'alone',
            'train_student', 'paired_difference', 'compare_to', 'add_comparisons', 'lrs', 'dd_ranking', 'loss_change',
            'flattened', 'ranking', 'results_table', 'ranking_table', 'convergence_statement', 'noise_statement',
            'plot_curves', 'plot_protocols', 'stage_config', 'save_weights_dict', 'save_weights', 'summarise',
@@ -422,12 +422,22 @@ def make_learner(x, y, cfg: TrainConfig, n_classes, seed=0, teacher=None, class_
     if MIXED_PRECISION[cfg.precision]: getattr(learn, MIXED_PRECISION[cfg.precision])()
     return learn
 
+@contextlib.contextmanager
+def alone():
+    "Train as a single process: fastai gathers each batch's loss across the processes of a torchrun run (`WORLD_SIZE`), which would tie one student's steps to another's."
+    old = os.environ.get('WORLD_SIZE')
+    os.environ['WORLD_SIZE'] = '1'
+    try: yield
+    finally:
+        if old is None: os.environ.pop('WORLD_SIZE', None)
+        else: os.environ['WORLD_SIZE'] = old
+
 def train_student(x, y, xv, yv, cfg: TrainConfig, n_classes, seed=0, teacher=None, class_index=None, show_progress=False,
                   cpu_threads=1):
     "Train one student (resolved `cfg`, one `seed`) and evaluate it on `xv, yv`; returns a dict of the run (with its wall time)."
     t0 = time.time()
     ev = EvalAndLog(xv, yv, eval_epochs(cfg.epochs, cfg.eval_every, cfg.eval_from), x, y)
-    with _threads(cpu_threads if default_device(cfg.device).type == 'cpu' else None):
+    with _threads(cpu_threads if default_device(cfg.device).type == 'cpu' else None), alone():
         learn = make_learner(x, y, cfg, n_classes, seed, teacher, class_index, cbs=[ev])
         with (contextlib.nullcontext() if show_progress else learn.no_bar()), learn.no_logging(): learn.fit(cfg.epochs)
     best_e = max(ev.top1, key=lambda e: (ev.top1[e], -e))
