@@ -1,7 +1,7 @@
 """Training throughput of coda's students: images/s of the real training step (coda.training's fastai Learner:
 in-memory uint8 images, batch augmentation RRC + flip + jitter + lighting, CutMix, SGD), timed after warm-up.
 
-    python bench/training.py                       # ResNetAP-10 at 256 px and ConvNet-3 (width 128) at 32 px, on CPU (1 and 2 threads) and CUDA if present
+    python bench/training.py                       # ResNetAP-10 at 256 px, ConvNet-3 (width 128) at 32 px and the digits demo's ConvNet (width 32, 16 px), on CPU (1 and 2 threads) and CUDA if present
     python bench/training.py --case convnet32 --threads 1 --steps 20
     python bench/training.py --device cuda --precision bfloat16
 
@@ -20,6 +20,7 @@ from coda.training import resolve_train, make_learner, cpu_threads
 CASES = {  # name: (TrainConfig overrides, CPU batch size, GPU batch size)
     'resnetap10_256': (dict(arch='resnetap10', image_size=256), 8, 64),
     'convnet32': (dict(arch='convnet', image_size=32, convnet_depth=3, convnet_width=128), 64, 64),
+    'digits16': (dict(arch='convnet', image_size=16, convnet_depth=3, convnet_width=32, flip=False), 64, 64),   # the digits demo's student
 }
 
 class StepTimer(Callback):

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field, fields, replace, MISSING
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['DTYPES', 'STUDENTS', 'BASELINES', 'DATASETS', 'SECTIONS', 'PREFIX', 'DISTILL_SWITCHES', 'EVALUATE_SECTIONS',
-           'DataConfig', 'FeatureConfig', 'DiscoveryConfig', 'GenerationConfig', 'TrainConfig', 'RunConfig',
-           'flag_table', 'flag_of', 'parse_value', 'field_help', 'make_parser', 'config_from_dict', 'load_config',
-           'expand_env', 'recipes_dir', 'list_recipes', 'find_config', 'default_training', 'digits_recipe', 'set_field',
-           'config_from_args', 'parse_args', 'ConfigError', 'resolve_config', 'check_config', 'validate',
-           'distill_parser', 'evaluate_parser']
+__all__ = ['DTYPES', 'STUDENTS', 'BASELINES', 'DATASETS', 'SECTIONS', 'PREFIX', 'DIGITS_SOFT', 'DISTILL_SWITCHES',
+           'EVALUATE_SECTIONS', 'DataConfig', 'FeatureConfig', 'DiscoveryConfig', 'GenerationConfig', 'TrainConfig',
+           'RunConfig', 'flag_table', 'flag_of', 'parse_value', 'field_help', 'make_parser', 'config_from_dict',
+           'load_config', 'expand_env', 'recipes_dir', 'list_recipes', 'find_config', 'default_training',
+           'digits_recipe', 'set_field', 'config_from_args', 'parse_args', 'ConfigError', 'resolve_config',
+           'check_config', 'validate', 'distill_parser', 'evaluate_parser']
 
 # %% ../nbs/01_config.ipynb #b15b57b3
 DTYPES = ('float32', 'float16', 'bfloat16')
@@ -90,7 +90,8 @@ class TrainConfig:
     image_size: int = 256            # side of the student's input images
     convnet_depth: int = 3           # convnet: convolution blocks
     convnet_width: int = 128         # convnet: channels of each block
-    epochs: int | None = None        # default: hard 2000 (IPC <= 10), 1500 (<= 50), 1000 (<= 200), 500 (<= 500), 300; soft 300
+    epochs: int | None = None        # default: hard 2000 (IPC <= 10), 1500 (<= 50), 1000 (<= 200), 500 (<= 500), 300; soft 300; times epoch_scale
+    epoch_scale: float = 1.0         # multiplies the default epochs of every set alike (a reduced budget that keeps the protocol's proportions; the digits demo: 0.025)
     epoch_images: int | None = None  # images per epoch; default: one pass over the set
     batch_size: int | None = None    # default: hard 64; soft 50 (IPC <= 10) or 100, doubled for 100 classes or more
     lr: float | None = None          # learning rate; default: hard 0.01 (SGD), soft 0.001 (AdamW)
@@ -106,8 +107,9 @@ class TrainConfig:
     eval_every: int | None = None    # test on the validation split every k epochs (and after the last); default: hard epochs // 100, soft 10
     eval_from: float | None = None   # ... only after this fraction of training; default: hard 0, soft 0.8
     seeds: int = 3                   # students trained per set, with seeds 0 .. seeds-1
-    teacher: str | None = None       # soft: the teacher's architecture (as for arch)
-    teacher_checkpoint: str | None = None  # soft: the teacher's weights, a local .safetensors (or torch state dict) file
+    workers: int | None = None       # CPU: students trained at once by each process, each in a worker process of its own with --cpu-threads threads; default: the process's share of the cores; never changes a result
+    teacher: str | None = None       # soft: the teacher's architecture (as for arch), or 'full': the run's own full-split student of the same seed (hard labels, trained first)
+    teacher_checkpoint: str | None = None  # soft: the teacher's weights, a local .safetensors (or torch state dict) file (none with --teacher full)
     temperature: float = 20.0        # soft: distillation temperature (RDED: 20 with CutMix)
     precision: str = 'float32'       # float32, or bfloat16 / float16 mixed precision (GPU)
     device: str | None = None        # cpu, cuda, cuda:1; default: this process's own device
@@ -281,20 +283,26 @@ def find_config(name):
                             f'({", ".join(list_recipes())}); coda_distill --list-configs lists them')
 
 # %% ../nbs/01_config.ipynb #3ca25dc9
-def default_training(dataset):
+def default_training(dataset, protocol='hard'):
     "The student recipe a run uses when none is given: the CPU demo recipe for digits, else the protocol's defaults."
-    return digits_recipe() if dataset == 'digits' else TrainConfig()
+    return digits_recipe(protocol=protocol) if dataset == 'digits' else TrainConfig(protocol=protocol)
+
+DIGITS_SOFT = dict(epoch_scale=1 / 6, lr=0.005)   # the soft protocol's 300 epochs x 1/6 = 50 for every set; AdamW at 0.005
 
 def digits_recipe(**kw):
-    "The reduced hard-label recipe of the CPU digits demo; keyword arguments override it."
-    return TrainConfig(**{**dict(arch='convnet', image_size=16, convnet_depth=3, convnet_width=32, epochs=10, epoch_images=1280, flip=False,
-                                 val_resize=1.0, resample='box', eval_every=2), **kw})
+    "The reduced recipe of the CPU digits demo (hard labels, or `protocol='soft'`); keyword arguments override it."
+    base = dict(arch='convnet', image_size=16, convnet_depth=3, convnet_width=32, epoch_scale=0.025, lr=0.05, flip=False,
+                val_resize=1.0, resample='box', eval_every=5, seeds=5)
+    if kw.get('protocol') == 'soft': base.update(DIGITS_SOFT)
+    return TrainConfig(**{**base, **kw})
 
 def set_field(cfg: RunConfig, section, name, value) -> RunConfig:
     "`cfg` with `section.name` (section None: a run setting) set to `value`."
     if section is None: return replace(cfg, **{name: value})
     sec = getattr(cfg, section)
-    if sec is None: sec = default_training(cfg.data.dataset) if section == 'training' else SECTIONS[section]()
+    if sec is None: sec = default_training(cfg.data.dataset, value if name == 'protocol' else 'hard') if section == 'training' else SECTIONS[section]()
+    elif section == 'training' and name == 'protocol' and sec == default_training(cfg.data.dataset, sec.protocol):
+        sec = default_training(cfg.data.dataset, value)   # a recipe left at the dataset's default follows the protocol
     return replace(cfg, **{section: replace(sec, **{name: value})})
 
 def config_from_args(args: dict, sections=tuple(SECTIONS), base: RunConfig | None = None) -> RunConfig:
@@ -302,7 +310,7 @@ def config_from_args(args: dict, sections=tuple(SECTIONS), base: RunConfig | Non
     cfg = load_config(args['config']) if args.get('config') else (base or RunConfig())
     tab = flag_table(sections)
     bad = []
-    for flag in sorted(args, key=lambda f: f != 'dataset'):   # the dataset first: it decides the default student recipe
+    for flag in sorted(args, key=lambda f: (f != 'dataset', f != 'protocol')):   # the dataset, then the protocol first: they decide the default student recipe
         text = args[flag]
         if flag not in tab: continue
         s, n = tab[flag]
@@ -408,12 +416,15 @@ def _training_problems(t: TrainConfig):
                               scale=(lambda v: len(v) == 2 and 0 < v[0] <= v[1] <= 1, 'must be two numbers 0 < a <= b <= 1'),
                               resample=(_in('bilinear', 'bicubic', 'lanczos', 'box', 'nearest'), 'must be bilinear, bicubic, lanczos, box or nearest'),
                               eval_every=(_opt_pos, 'must be >= 1 or none'), seeds=(_pos, 'must be >= 1'),
+                              epoch_scale=(lambda v: num(v) and v > 0, 'must be > 0'), workers=(_opt_pos, 'must be >= 1 or none'),
                               precision=(_in(*DTYPES), f"must be one of {', '.join(DTYPES)}"),
                               device=(_dev, 'must be cpu, cuda, cuda:<i>, mps or none')))
     if t.protocol == 'soft':
         if not t.teacher: p.append(('teacher', 'is needed by the soft-label protocol (e.g. resnet18 or timm:resnet18)'))
-        elif not _arch_ok(t.teacher): p.append(('teacher', f'must be one of {", ".join(STUDENTS)} or torchvision:<name> / timm:<name>, got {t.teacher!r}'))
-        if not t.teacher_checkpoint: p.append(('teacher_checkpoint', "is needed by the soft-label protocol (the teacher's weights file)"))
+        elif t.teacher != 'full' and not _arch_ok(t.teacher): p.append(('teacher', f'must be one of {", ".join(STUDENTS)} or torchvision:<name> / timm:<name>, got {t.teacher!r}'))
+        if t.teacher == 'full':
+            if t.teacher_checkpoint: p.append(('teacher_checkpoint', "must be none with --teacher full (the teacher is the run's own full-split student)"))
+        elif not t.teacher_checkpoint: p.append(('teacher_checkpoint', "is needed by the soft-label protocol (the teacher's weights file)"))
         elif not Path(t.teacher_checkpoint).is_file(): p.append(('teacher_checkpoint', f'{t.teacher_checkpoint} is not a file'))
     return p
 
@@ -431,6 +442,9 @@ def check_config(cfg: RunConfig, sections=tuple(SECTIONS)):
     run = _check_fields(cfg, dict(cpu_threads=(_pos, 'must be >= 1'),
                                   baselines=(lambda v: all(b in BASELINES for b in v), f"must be among {', '.join(BASELINES)} (or none)")))
     out += [f'{flag_of(None, n)}: {msg}' for n, msg in run]
+    t = cfg.training
+    if 'training' in sections and t is not None and t.protocol == 'soft' and t.teacher == 'full' and not cfg.full:
+        out.append("--teacher: full needs the run's full-split students: drop --no-full")
     if Path(cfg.out).exists() and not Path(cfg.out).is_dir(): out.append(f'--out: {cfg.out} is a file, not a folder')
     if 'generation' in sections and 'features' in sections and cfg.generation.model and cfg.features.encoder == 'pixel':
         out.append("--encoder: generation needs the representatives' VAE latents: use --encoder vae (or auto) with --model")

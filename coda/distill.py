@@ -5,20 +5,20 @@
 # %% ../nbs/08_distill.ipynb #6180f64e
 from __future__ import annotations
 import contextlib, hashlib, logging, sys, time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 from .stage import (ArtefactError, RunLocked, RunLock, Stage, read_stage, current_process, save_json, load_json,
                         jsonable, log)
 from .config import (RunConfig, ConfigError, validate, resolve_config, parse_args, distill_parser, evaluate_parser, flag_of,
-                         digits_recipe, EVALUATE_SECTIONS)
+                         digits_recipe, default_training, TrainConfig, EVALUATE_SECTIONS)
 from .data import TargetDataset, list_imagefolder, list_run, listing_counts, count_images
 
 # %% auto #0
 __all__ = ['GENERATION_OFF', 'stage_dirs', 'set_names', 'data_record', 'upstream_of', 'check_class_sizes', 'run_log',
            'torch_threads', 'timed', 'distill_stages', 'distill', 'readable_train', 'list_distilled', 'run_sets',
-           'evaluate', 'results_json', 'write_report', 'plan', 'coda_distill', 'coda_evaluate', 'run_cli',
-           'distill_cli', 'evaluate_cli']
+           'hard_recipe', 'evaluation_dir', 'evaluate', 'results_json', 'report_text', 'write_report', 'plan',
+           'coda_distill', 'coda_evaluate', 'run_cli', 'distill_cli', 'evaluate_cli']
 
 # %% ../nbs/08_distill.ipynb #b9618dc8
 def stage_dirs(out):
@@ -189,9 +189,20 @@ def run_sets(cfg: RunConfig, train: TargetDataset):
         sets['coda'] = (list_distilled(dirs['generation'], train, 'coda'), upstream_of(dirs['generation']))
     return sets
 
+def hard_recipe(t: TrainConfig, dataset) -> TrainConfig:
+    "The hard-label recipe beside the soft-label recipe `t`: every setting left at the soft default takes the hard default, the rest is kept."
+    s, h = default_training(dataset, 'soft'), default_training(dataset, 'hard')
+    back = {f.name: getattr(h, f.name) for f in fields(TrainConfig) if getattr(t, f.name) == getattr(s, f.name) != getattr(h, f.name)}
+    return replace(t, **{**back, 'protocol': 'hard', 'teacher': None, 'teacher_checkpoint': None})
+
+def evaluation_dir(cfg: RunConfig, protocol=None):
+    "The folder of the run's evaluation stages under `protocol` (default: the run's): `evaluation/` for hard labels, `evaluation/soft/` for soft."
+    d = stage_dirs(cfg.out)['evaluation']
+    return d if (protocol or cfg.training.protocol) == 'hard' else d/'soft'
+
 def evaluate(cfg: RunConfig, extra_sets: dict | None = None, proc=None, show_progress=True, log_to_stderr=False):
     "Train the student recipe of `cfg` on every distilled set of the run, the `extra_sets` (name -> folder) and the full train split."
-    from coda.training import evaluate_sets
+    from coda.training import evaluate_sets, add_comparisons
     cfg = validate(cfg)
     proc = proc or current_process()
     out, timings = Path(cfg.out), {}
@@ -199,14 +210,22 @@ def evaluate(cfg: RunConfig, extra_sets: dict | None = None, proc=None, show_pro
     train, val = readable_train(cfg, listing['train']), listing['val']
     sets = run_sets(cfg, train)
     for name, folder in (extra_sets or {}).items():
-        if name in sets or name == 'full': raise ValueError(f'--set {name}=...: {name!r} is the name of one of the run\'s sets; choose another')
+        if name in sets or name in ('full', 'soft'): raise ValueError(f'--set {name}=...: {name!r} is the name of one of the run\'s sets; choose another')
         sets[name] = (list_distilled(folder, train, f'--set {name}'), dict(external=dict(name=name)))
     if cfg.full: sets['full'] = (train, dict(data=data_record(cfg, train)))
     with RunLock(out, proc), run_log(out, proc, log_to_stderr), torch_threads(cfg.cpu_threads):
+        t, kw = cfg.training, dict(overwrite=cfg.overwrite, proc=proc, cpu_threads=cfg.cpu_threads, show_progress=show_progress)
+        data, up = {k: s for k, (s, _) in sets.items()}, {k: u for k, (_, u) in sets.items()}
         with timed('evaluation', timings):
-            res = evaluate_sets({k: s for k, (s, _) in sets.items()}, val, cfg.training, stage_dirs(out)['evaluation'],
-                                upstream={k: u for k, (_, u) in sets.items()}, overwrite=cfg.overwrite, proc=proc,
-                                cpu_threads=cfg.cpu_threads, show_progress=show_progress)
+            if t.protocol == 'soft' and t.teacher == 'full':   # first the hard-label students: the teachers, and the comparison
+                hard = evaluate_sets(data, val, hard_recipe(t, cfg.data.dataset), evaluation_dir(cfg, 'hard'), upstream=up, **kw)
+                full = evaluation_dir(cfg, 'hard')/'full'
+                teachers = {s: str(full/f'seed{s}.safetensors') for s in range(t.seeds)}
+                res = evaluate_sets(data, val, t, evaluation_dir(cfg), upstream={k: dict(u, teacher=upstream_of(full)) for k, u in up.items()},
+                                    teachers=teachers, **kw)
+                add_comparisons(res['methods'], hard['methods'])   # DD-Ranking's soft-label scores: HLR from the hard labels
+                res = dict(res, protocol='soft', hard=hard)
+            else: res = dict(evaluate_sets(data, val, t, evaluation_dir(cfg), upstream=up, **kw), protocol=t.protocol)
         if proc.is_main:
             t = load_json(out/'timings.json') if (out/'timings.json').exists() else {}
             save_json(out/'timings.json', {**t, 'evaluate': timings})
@@ -214,21 +233,28 @@ def evaluate(cfg: RunConfig, extra_sets: dict | None = None, proc=None, show_pro
     return res
 
 # %% ../nbs/08_distill.ipynb #54c0eaf9
+def _clean(methods):
+    "The summaries as results.json keeps them: without the curves (they are in the figures and in each seed's file)."
+    return {k: {f: v for f, v in m.items() if f not in ('curves', 'runs', 'train_loss', 'fit_loss')} for k, m in methods.items()}
+
 def results_json(res, cfg: RunConfig):
     "The contents of `report/results.json`."
     from coda.training import ranking
     ior, gap = ranking(res)
-    methods = {k: {f: v for f, v in m.items() if f not in ('curves', 'runs')} for k, m in res['methods'].items()}
-    return dict(methods=methods, improvement_over_random=ior, gap_to_full=gap,
-                generation='run' if cfg.generation.model else GENERATION_OFF, config=_saved_config(cfg))
+    r = dict(protocol=res.get('protocol', cfg.training.protocol), methods=_clean(res['methods']),
+             improvement_over_random=ior, gap_to_full=gap)
+    if 'hard' in res: r['hard'] = dict(methods=_clean(res['hard']['methods']))
+    return dict(r, generation='run' if cfg.generation.model else GENERATION_OFF, config=_saved_config(cfg))
 
 def _figures(cfg: RunConfig, res):
-    "The report's figures: training curves, the first class's map, the chosen and the generated images."
-    from coda.training import plot_curves
+    "The report's figures: training curves, hard vs soft labels, the first class's map, the chosen and the generated images."
+    from coda.training import plot_curves, plot_protocols
     from coda.discovery import plot_class_map, show_core_set
     from coda.data import show_dataset
     dirs, figs = stage_dirs(cfg.out), {}
-    ax = plot_curves(res); ax.set_title('val top-1 during training'); figs['training_curves.png'] = ax.figure
+    ax = plot_curves(res); ax.set_title(f"val top-1 during training ({res.get('protocol', 'hard')} labels)"); figs['training_curves.png'] = ax.figure
+    if 'hard' in res:
+        ax = plot_protocols(res['hard'], res); ax.set_title('the same sets, hard vs soft labels'); figs['hard_vs_soft.png'] = ax.figure
     cid = read_stage(dirs['core'], 'discovery').items[0]
     ax = plot_class_map(dirs['core'], cid)
     if ax is not None: figs[f'map_class_{cid}.png'] = ax.figure
@@ -240,16 +266,28 @@ def _figures(cfg: RunConfig, res):
     return figs
 
 def _demo_note(cfg):
-    if cfg.data.dataset == 'digits' and cfg.training == digits_recipe():
-        return (' The student recipe is the reduced CPU demo recipe (`coda.config.digits_recipe`), not the field\'s '
-                '2,000-epoch protocol.')
+    if cfg.data.dataset == 'digits' and cfg.training == default_training('digits', cfg.training.protocol):
+        return (' The student recipe is the reduced CPU demo recipe (`coda.config.digits_recipe`): the field\'s epochs for each '
+                f'set\'s size times {cfg.training.epoch_scale:.3g}, not the field\'s full schedule.')
     return ''
+
+def report_text(res) -> str:
+    "The results part of the report: the table(s), DD-Ranking's scores and what is within noise, in words."
+    from coda.training import results_table, noise_statement, ranking_table, convergence_statement
+    p = res.get('protocol', 'hard')
+    out = [f'### {p.capitalize()} labels' if 'hard' in res else '', results_table(res), '', noise_statement(res), convergence_statement(res), '']
+    if 'hard' in res:
+        out += ['### Hard labels (the same sets; the full split\'s students are the teachers)', results_table(res['hard']), '',
+                noise_statement(res['hard']), convergence_statement(res['hard']), '']
+    if rt := ranking_table(res):
+        out += [f'DD-Ranking\'s scores (`ddranking`: per seed on the best evaluation; HLR from the hard-label students'
+                + (f', IOR under {p} labels' if p != 'hard' else '') + '):', '', rt, '']
+    return '\n'.join(l for i, l in enumerate(out) if l or i)
 
 def write_report(res, cfg: RunConfig):
     "Write `report/results.json`, `report/README.md` and the figures; returns the results dict."
     import matplotlib; matplotlib.use('Agg', force=False)
     import matplotlib.pyplot as plt
-    from coda.training import results_table, noise_statement
     from coda.stage import atomic_write
     cfg = validate(cfg)
     rep = stage_dirs(cfg.out)['report']
@@ -262,9 +300,9 @@ def write_report(res, cfg: RunConfig):
     save_json(rep/'results.json', r)
     d, t = cfg.discovery, cfg.training
     md = [f'# coda report: {cfg.data.dataset}, IPC {d.ipc}', '',
-          f'Student: {t.arch} at {t.image_size} px, {t.protocol}-label protocol, {t.seeds} seeds. '
-          f'Core discovery: k={d.n_neighbors}, s={d.min_cluster_size}, mode {d.mode}.' + _demo_note(cfg), '',
-          results_table(res), '', noise_statement(res), '', f"Generation: {r['generation']}.", '']
+          f'Student: {t.arch} at {t.image_size} px, {t.protocol}-label protocol' + (f' (teacher: {t.teacher})' if t.protocol == 'soft' else '')
+          + f', {t.seeds} seeds. Core discovery: k={d.n_neighbors}, s={d.min_cluster_size}, mode {d.mode}.' + _demo_note(cfg), '',
+          report_text(res), f"Generation: {r['generation']}.", '']
     md += [f'![{n[:-4]}]({n})' for n in figs]
     atomic_write(rep/'README.md', lambda f: f.write('\n'.join(md) + '\n'), mode='w')
     return r
@@ -401,8 +439,7 @@ def coda_distill(argv=None):
     res = evaluate(cfg, proc=proc, log_to_stderr=True)
     if not proc.is_main: return None
     r = write_report(res, cfg)
-    from coda.training import results_table
-    print(results_table(res))
+    print(report_text(res))
     print(f"\ngeneration: {r['generation']}" if r['generation'] != 'run' else f"\ngenerated images: {stage_dirs(cfg.out)['generation']}")
     print(f"report: {stage_dirs(cfg.out)['report']/'README.md'}")
     return r
@@ -432,8 +469,7 @@ def coda_evaluate(argv=None):
     res = evaluate(cfg, extra, proc=proc, log_to_stderr=True)
     if not proc.is_main: return None
     r = write_report(res, cfg)
-    from coda.training import results_table
-    print(results_table(res))
+    print(report_text(res))
     return r
 
 # %% ../nbs/08_distill.ipynb #04193f0d

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_training.ipynb #d938c374
 from __future__ import annotations
-import contextlib, logging, math, re, time
+import contextlib, logging, math, os, re, time
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -35,14 +35,16 @@ from .stage import Stage, Process, current_process, atomic_write, save_json, loa
 log = logging.getLogger('coda')
 
 # %% auto #0
-__all__ = ['log', 'RESAMPLE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'PCA_EIGVAL', 'PCA_EIGVEC', 'MIXED_PRECISION', 'KEEP_WEIGHTS',
-           'instance_norm', 'ConvNet', 'BasicBlockAP', 'ResNetAP', 'make_student', 'n_params', 'load_images',
-           'normalize', 'rrc_boxes', 'crop_resize', 'color_jitter', 'pca_lighting', 'Augment', 'show_augmented',
-           'TensorImageLoader', 'ipc_epochs', 'set_ipc', 'resolve_train', 'eval_epochs', 'step_schedule',
-           'half_cosine_schedule', 'load_state_dict_file', 'load_teacher', 'teacher_class_index', 'kd_loss',
-           'SoftLabels', 'default_device', 'cpu_threads', 'predict', 'EvalAndLog', 'make_learner', 'train_student',
-           'paired_difference', 'compare_to', 'add_comparisons', 'ranking', 'results_table', 'noise_statement',
-           'plot_curves', 'stage_config', 'save_weights', 'summarise', 'evaluate_sets']
+__all__ = ['log', 'RESAMPLE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'PCA_EIGVAL', 'PCA_EIGVEC', 'MIXED_PRECISION', 'FLAT',
+           'KEEP_WEIGHTS', 'instance_norm', 'ConvNet', 'BasicBlockAP', 'ResNetAP', 'make_student', 'n_params',
+           'load_images', 'normalize', 'rrc_boxes', 'crop_resize', 'color_jitter', 'pca_lighting', 'Augment',
+           'show_augmented', 'TensorImageLoader', 'ipc_epochs', 'set_ipc', 'resolve_train', 'eval_epochs',
+           'step_schedule', 'half_cosine_schedule', 'load_state_dict_file', 'load_teacher', 'teacher_class_index',
+           'kd_loss', 'SoftLabels', 'default_device', 'cpu_threads', 'predict', 'EvalAndLog', 'make_learner', 'alone',
+           'train_student', 'paired_difference', 'compare_to', 'add_comparisons', 'lrs', 'dd_ranking', 'loss_change',
+           'flattened', 'ranking', 'results_table', 'ranking_table', 'convergence_statement', 'noise_statement',
+           'plot_curves', 'plot_protocols', 'stage_config', 'save_weights_dict', 'save_weights', 'summarise',
+           'n_workers', 'evaluate_sets']
 
 # %% ../nbs/07_training.ipynb #b79767e3
 def instance_norm(c):
@@ -259,7 +261,7 @@ def set_ipc(ds: TargetDataset):
 def resolve_train(cfg: TrainConfig, ipc, n_classes) -> TrainConfig:
     "`cfg` with every `None` replaced by its protocol's default for a set of `ipc` images per class and `n_classes` classes."
     hard = cfg.protocol == 'hard'
-    epochs = cfg.epochs or (ipc_epochs(ipc) if hard else 300)
+    epochs = cfg.epochs or max(1, round((ipc_epochs(ipc) if hard else 300) * cfg.epoch_scale))
     soft_bs = (50 if ipc <= 10 else 100) * (2 if n_classes >= 100 else 1)
     return replace(cfg, epochs=epochs, batch_size=cfg.batch_size or (64 if hard else soft_bs),
                    lr=cfg.lr if cfg.lr is not None else (0.01 if hard else 1e-3),
@@ -374,11 +376,11 @@ def predict(model, x, bs=500):
     return out
 
 class EvalAndLog(Callback):
-    "Evaluate on the val tensors at the given epochs (eval mode, no_grad) and keep each epoch's mean training loss."
+    "At the given epochs: val top-1 and the clean training loss (the set's own images, unaugmented, eval mode); every epoch: the mean training loss."
     order = 90
-    def __init__(self, xv, yv, epochs):
-        self.xv, self.yv, self.at = xv, yv, set(epochs)
-        self.top1, self.epoch_loss, self.preds = {}, [], None
+    def __init__(self, xv, yv, epochs, x=None, y=None):
+        self.xv, self.yv, self.at, self.x, self.y = xv, yv, set(epochs), x, y
+        self.top1, self.fit_loss, self.epoch_loss, self.preds = {}, {}, [], None
     def before_epoch(self): self._sum, self._n = 0.0, 0
     def after_batch(self):
         if self.training: self._sum, self._n = self._sum + self.learn.loss.item() * len(self.xb[0]), self._n + len(self.xb[0])
@@ -388,6 +390,7 @@ class EvalAndLog(Callback):
         if e in self.at:
             p = predict(self.model, self.xv).argmax(1)
             self.top1[e] = (p == self.yv).sum().item() * 100 / len(self.yv)
+            if self.x is not None: self.fit_loss[e] = F.cross_entropy(predict(self.model, self.x), self.y.cpu()).item()
             if e == self.n_epoch: self.preds = p
 
 # %% ../nbs/07_training.ipynb #7ffe7e23
@@ -419,17 +422,28 @@ def make_learner(x, y, cfg: TrainConfig, n_classes, seed=0, teacher=None, class_
     if MIXED_PRECISION[cfg.precision]: getattr(learn, MIXED_PRECISION[cfg.precision])()
     return learn
 
+@contextlib.contextmanager
+def alone():
+    "Train as a single process: fastai gathers each batch's loss across the processes of a torchrun run (`WORLD_SIZE`), which would tie one student's steps to another's."
+    old = os.environ.get('WORLD_SIZE')
+    os.environ['WORLD_SIZE'] = '1'
+    try: yield
+    finally:
+        if old is None: os.environ.pop('WORLD_SIZE', None)
+        else: os.environ['WORLD_SIZE'] = old
+
 def train_student(x, y, xv, yv, cfg: TrainConfig, n_classes, seed=0, teacher=None, class_index=None, show_progress=False,
                   cpu_threads=1):
     "Train one student (resolved `cfg`, one `seed`) and evaluate it on `xv, yv`; returns a dict of the run (with its wall time)."
     t0 = time.time()
-    ev = EvalAndLog(xv, yv, eval_epochs(cfg.epochs, cfg.eval_every, cfg.eval_from))
-    with _threads(cpu_threads if default_device(cfg.device).type == 'cpu' else None):
+    ev = EvalAndLog(xv, yv, eval_epochs(cfg.epochs, cfg.eval_every, cfg.eval_from), x, y)
+    with _threads(cpu_threads if default_device(cfg.device).type == 'cpu' else None), alone():
         learn = make_learner(x, y, cfg, n_classes, seed, teacher, class_index, cbs=[ev])
         with (contextlib.nullcontext() if show_progress else learn.no_bar()), learn.no_logging(): learn.fit(cfg.epochs)
     best_e = max(ev.top1, key=lambda e: (ev.top1[e], -e))
     return dict(seed=seed, top1=ev.top1[cfg.epochs], best=ev.top1[best_e], best_epoch=best_e,
                 eval_epochs=sorted(ev.top1), curve=[ev.top1[e] for e in sorted(ev.top1)], train_loss=ev.epoch_loss,
+                fit_loss=[ev.fit_loss[e] for e in sorted(ev.fit_loss)],
                 steps=cfg.epochs * len(learn.dls.train), preds=ev.preds.numpy(), wall_s=time.time() - t0, model=learn.model)
 
 # %% ../nbs/07_training.ipynb #c21456ee
@@ -449,10 +463,44 @@ def compare_to(methods: dict, name, baseline) -> dict | None:
     k = min(len(a), len(b))
     return paired_difference(a[:k], b[:k]) if baseline == 'random' else paired_difference(b[:k], a[:k])
 
-def add_comparisons(methods: dict) -> dict:
-    "Set `vs_random` and `vs_full` of every summary in `methods` (name -> summary); returns `methods`."
+def add_comparisons(methods: dict, hard: dict | None = None) -> dict:
+    "Set `vs_random`, `vs_full` and `dd_ranking` (with the hard-label results `hard` of a soft-label run) of every summary in `methods`; returns `methods`."
     for name, v in methods.items(): v['vs_random'], v['vs_full'] = compare_to(methods, name, 'random'), compare_to(methods, name, 'full')
+    scores = dd_ranking(methods, hard)
+    for name, v in methods.items(): v['dd_ranking'] = scores.get(name)
     return methods
+
+def lrs(hlr, ior, lam=0.5):
+    "DD-Ranking's label-robust score of a hard label recovery `hlr` and an improvement over random `ior` (top-1 points)."
+    a = lam * ior - (1 - lam) * hlr
+    return (math.exp(a) - math.exp(-1)) / (math.exp(1) - math.exp(-1))
+
+def dd_ranking(methods: dict, hard: dict | None = None, lam=0.5) -> dict:
+    "name -> DD-Ranking's HLR (hard labels: full − set), IOR (`methods`' protocol: set − random) and LRS of each distilled set, per seed on the best evaluation."
+    hard = methods if hard is None else hard
+    if 'full' not in hard or 'random' not in methods: return {}
+    out = {}
+    for name, v in methods.items():
+        if name in ('random', 'full') or name not in hard: continue
+        b, r, f, bh = v['best_per_seed'], methods['random']['best_per_seed'], hard['full']['best_per_seed'], hard[name]['best_per_seed']
+        k = min(len(b), len(r), len(f), len(bh))
+        per = dict(hlr=[f[i] - bh[i] for i in range(k)], ior=[b[i] - r[i] for i in range(k)])
+        per['lrs'] = [lrs(h, i, lam) for h, i in zip(per['hlr'], per['ior'])]
+        out[name] = {**{f'{s}_{f}': float(f_(per[s])) for s in per for f, f_ in (('mean', np.mean), ('std', np.std))},
+                     **{f'{s}_per_seed': per[s] for s in per}, 'lam': lam, 'seeds': k}
+    return out
+
+FLAT = (0.10, 0.02)   # a converged student's clean training loss falls by at most 10%, or 0.02 nats, between its last two evaluations
+
+def loss_change(fit_loss) -> float | None:
+    "Change of the clean training loss between the last two evaluations, in nats (negative: still falling); None with one evaluation."
+    return None if len(fit_loss) < 2 else float(fit_loss[-1] - fit_loss[-2])
+
+def flattened(run: dict, tol=FLAT) -> bool:
+    "Whether a student (`seed<k>.json`) had converged: its clean training loss fell by at most `tol` (relative, or absolute nats) at the end."
+    fl = run.get('fit_loss', [])
+    c = loss_change(fl)
+    return c is not None and -c <= max(tol[0] * fl[-2], tol[1])
 
 # %% ../nbs/07_training.ipynb #9ca11376
 def ranking(results) -> tuple:
@@ -477,12 +525,31 @@ def _comparison(methods, name, key):
 def results_table(results) -> str:
     "The markdown table of `results` (`{'methods': {name: summary}}`): one row per set, in order."
     ms = results['methods']
-    rows = ['| method | images | top-1 final (%) | top-1 best (%) | seeds | epochs | vs random (pts, 95% CI) | gap to full (pts, 95% CI) |',
-            '|---|---:|---:|---:|---:|---:|---:|---:|']
+    rows = ['| method | images | top-1 final (%) | top-1 best (%) | seeds | epochs | converged | vs random (pts, 95% CI) | gap to full (pts, 95% CI) |',
+            '|---|---:|---:|---:|---:|---:|---:|---:|---:|']
     for name, v in ms.items():
+        conv = f"{sum(v['converged'])}/{len(v['converged'])}" if isinstance(v.get('converged'), list) else ''
         rows.append(f"| {name} | {v['n_train']} | {_pm(v['top1_mean'], v['top1_std'])} | {_pm(v['best_mean'], v['best_std'])} | "
-                    f"{v['seeds']} | {v['epochs']} | {_ci(_comparison(ms, name, 'vs_random'))} | {_ci(_comparison(ms, name, 'vs_full'))} |")
+                    f"{v['seeds']} | {v['epochs']} | {conv} | {_ci(_comparison(ms, name, 'vs_random'))} | {_ci(_comparison(ms, name, 'vs_full'))} |")
     return '\n'.join(rows)
+
+def ranking_table(results) -> str:
+    "The markdown table of DD-Ranking's scores (HLR, IOR, LRS; mean ± std over seeds, best evaluation) of each distilled set; '' without random and full."
+    sc = {k: v['dd_ranking'] for k, v in results['methods'].items() if v.get('dd_ranking')}
+    if not sc: return ''
+    rows = ['| method | HLR = full − set (pts) | IOR = set − random (pts) | LRS (λ = 0.5) |', '|---|---:|---:|---:|']
+    rows += [f"| {k} | {_pm(s['hlr_mean'], s['hlr_std'])} | {_pm(s['ior_mean'], s['ior_std'])} | {s['lrs_mean']:.3f} ± {s['lrs_std']:.3f} |"
+             for k, s in sc.items()]
+    return '\n'.join(rows)
+
+def convergence_statement(results) -> str:
+    "One sentence saying whether every student's clean training loss had flattened at the end of its training."
+    ms = results['methods']
+    bad = {k: v['converged'].count(False) for k, v in ms.items() if isinstance(v.get('converged'), list) and not all(v['converged'])}
+    if not bad: return ('Every student converged: its clean training loss (its set\'s own images, unaugmented) fell by at most '
+                        f'{FLAT[0]:.0%} (or {FLAT[1]} nats) between its last two evaluations.')
+    return (f"Not converged (clean training loss still falling): {', '.join(f'{k} ({n} seed(s))' for k, n in bad.items())}; "
+            'train longer (--epoch-scale) before trusting these numbers.')
 
 def noise_statement(results) -> str:
     "One sentence saying which paired differences of `results` are within noise (their 95% interval contains 0)."
@@ -509,6 +576,19 @@ def plot_curves(results, ax=None):
     ax.set_xlabel('epoch'); ax.set_ylabel('val top-1 (%)'); ax.legend(fontsize=7); ax.grid(alpha=0.3)
     return ax
 
+def plot_protocols(hard, soft, ax=None):
+    "Final val top-1 (mean ± std over seeds) of each set under the hard- and the soft-label protocol, side by side."
+    import matplotlib.pyplot as plt
+    if ax is None: _, ax = plt.subplots(figsize=(5, 3))
+    names = [n for n in soft['methods'] if n in hard['methods']]
+    x = np.arange(len(names))
+    for dx, (lab, r) in zip((-0.2, 0.2), (('hard labels', hard), ('soft labels', soft))):
+        ms = [r['methods'][n] for n in names]
+        ax.bar(x + dx, [m['top1_mean'] for m in ms], 0.4, yerr=[m['top1_std'] for m in ms], capsize=3, label=lab)
+    lo = min(r['methods'][n]['top1_mean'] for r in (hard, soft) for n in names)
+    ax.set_xticks(x, names); ax.set_ylim(max(0, lo - 10), 100); ax.set_ylabel('val top-1 (%)'); ax.legend(fontsize=7); ax.grid(alpha=0.3, axis='y')
+    return ax
+
 # %% ../nbs/07_training.ipynb #65fee372
 _SET_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.+-]*')
 KEEP_WEIGHTS = ('full',)   # sets whose students' weights are saved (a teacher for a later soft-label run)
@@ -523,71 +603,123 @@ def _check_set(name, ds: TargetDataset, val_ds: TargetDataset):
         raise ValueError(f"the set {name!r} has no image of class(es) {[c.id for c in ds.classes if not c.paths][:10]}")
 
 def stage_config(cfg: TrainConfig) -> dict:
-    "The resolved recipe as the evaluation stage records it: no `device` (where it runs) or `seeds` (each seed is an item); the teacher's weights by content."
-    d = {k: v for k, v in jsonable(cfg).items() if k not in ('device', 'seeds')}
+    "The resolved recipe as the evaluation stage records it: not where and how it runs (`device`, `workers`), `seeds` (each seed is an item) or `epoch_scale` (the resolved `epochs` holds it); the teacher's weights by content."
+    d = {k: v for k, v in jsonable(cfg).items() if k not in ('device', 'seeds', 'workers', 'epoch_scale')}
     if d.get('teacher_checkpoint'):   # the weights, not where this machine keeps them
         d['teacher_checkpoint'] = dict(file=Path(d['teacher_checkpoint']).name, **file_digest(d['teacher_checkpoint']))
     return d
 
-def save_weights(path, model):
-    "Save `model`'s weights as safetensors, atomically."
+def save_weights_dict(path, state: dict):
+    "Save a state dict of tensors as safetensors, atomically."
     from safetensors.torch import save
-    data = save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
+    data = save({k: v.detach().cpu().contiguous() for k, v in state.items()})
     return atomic_write(path, lambda f: f.write(data))
 
-def _teacher_for(cfg: TrainConfig, ds: TargetDataset):
-    if cfg.protocol != 'soft': return None, None
-    t = load_teacher(cfg.teacher, cfg.teacher_checkpoint, cfg.image_size)
+def save_weights(path, model):
+    "Save `model`'s weights as safetensors, atomically."
+    return save_weights_dict(path, model.state_dict())
+
+def _teacher_file(cfg: TrainConfig, seed, teachers=None):
+    "The weights file of the teacher of seed `seed`'s student: `teachers[seed]` for `--teacher full`, else the one checkpoint; None for hard labels."
+    if cfg.protocol != 'soft': return None
+    if cfg.teacher != 'full': return cfg.teacher_checkpoint
+    if not teachers or seed not in teachers:
+        raise ValueError(f"--teacher full: no full-split student of seed {seed} to teach seed {seed}'s students; train the full split "
+                         f'with the hard-label protocol and at least as many seeds first (coda_evaluate --protocol soft --teacher full does)')
+    return teachers[seed]
+
+def _teacher_for(cfg: TrainConfig, ds: TargetDataset, file):
+    "(teacher network, class index) for the weights `file` (None: no teacher)."
+    if file is None: return None, None
+    t = load_teacher(cfg.arch if cfg.teacher == 'full' else cfg.teacher, file, cfg.image_size)
     with torch.no_grad(): n_t = t(torch.zeros(1, 3, cfg.image_size, cfg.image_size)).shape[1]
     return t, teacher_class_index(ds, n_t)
 
 def _seed_result(r, n_train, n_val):
     "What `seed<k>.json` holds: the run's numbers, no wall time, no path."
-    keep = ('seed', 'top1', 'best', 'best_epoch', 'eval_epochs', 'curve', 'train_loss', 'steps')
+    keep = ('seed', 'top1', 'best', 'best_epoch', 'eval_epochs', 'curve', 'train_loss', 'fit_loss', 'steps')
     return dict({k: r[k] for k in keep}, n_train=n_train, n_val=n_val)
 
 def summarise(runs, cfg: TrainConfig, ipc, config=None) -> dict:
     "The summary of one set from its seeds' results (`seed<k>.json`) under the resolved recipe `cfg` (recorded as `config`)."
     t, b = np.array([r['top1'] for r in runs]), np.array([r['best'] for r in runs])
     n_ev = len(runs[0]['eval_epochs'])
+    lc = [loss_change(r.get('fit_loss', [])) for r in runs]
     return dict(top1_mean=float(t.mean()), top1_std=float(t.std()), best_mean=float(b.mean()), best_std=float(b.std()),
                 top1_per_seed=t.tolist(), best_per_seed=b.tolist(), best_epochs=[r['best_epoch'] for r in runs],
                 seeds=len(runs), epochs=cfg.epochs, reported_epoch=cfg.epochs, eval_epochs=runs[0]['eval_epochs'], n_val_evals=n_ev,
                 n_train=runs[0]['n_train'], ipc=ipc, n_val=runs[0]['n_val'], steps=runs[0]['steps'],
                 curves=[r['curve'] for r in runs], train_loss=[r['train_loss'] for r in runs],
+                fit_loss=[r.get('fit_loss', []) for r in runs], loss_change=lc, converged=[flattened(r) for r in runs],
                 note=(f'top1 = val top-1 after the last epoch ({cfg.epochs}); best = max over the {n_ev} val evaluations per seed '
                       f'(the published code reports this); mean ± std over {len(runs)} seeds'),
                 config=config if config is not None else stage_config(cfg))
 
 # %% ../nbs/07_training.ipynb #45083c1c
+def n_workers(cfg: TrainConfig, dev, n_items, cpu_threads=1, proc: Process = None):
+    "How many students a process trains at once: 1 on a GPU, else `cfg.workers` or its share of the cores (`cpu_threads` each), at most `n_items`."
+    if torch.device(dev).type != 'cpu' or n_items < 2: return 1
+    if cfg.workers: return min(cfg.workers, n_items)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    local = int(os.environ.get('LOCAL_WORLD_SIZE', (proc or current_process()).world))   # the processes of the run on this machine
+    return max(1, min(n_items, cores // (cpu_threads * local)))
+
+def _train_job(x, y, xv, yv, cfg, n_classes, seed, teacher_file, val_ds, cpu_threads, keep):
+    "Train one (set, seed) student (in this process or in a worker): its result, the weights only if `keep`."
+    teacher, idx = _teacher_for(cfg, val_ds, teacher_file)
+    r = train_student(x, y, xv, yv, cfg, n_classes, seed, teacher, idx, cpu_threads=cpu_threads)
+    model = r.pop('model')
+    r['state'] = {k: v.detach().cpu() for k, v in model.state_dict().items()} if keep else None
+    return r
+
+def _cost(cfg: TrainConfig, n):
+    "Optimiser steps of one student on `n` images: the longest trainings are started first."
+    return cfg.epochs * math.ceil((cfg.epoch_images or n) / cfg.batch_size)
+
 def evaluate_sets(sets: dict, val_ds: TargetDataset, cfg: TrainConfig, out_dir, upstream: dict | None = None, overwrite=False,
-                  proc: Process = None, cpu_threads=1, show_progress=True) -> dict:
+                  proc: Process = None, cpu_threads=1, show_progress=True, teachers: dict | None = None) -> dict:
     "Train `cfg.seeds` students on each set of `sets` (name -> TargetDataset), test them on `val_ds`; one stage per set in `out_dir/<name>`."
     proc, upstream, out = proc or current_process(), upstream or {}, Path(out_dir)
     if not sets: raise ValueError('evaluate_sets: no set to evaluate')
     validate(RunConfig(training=cfg), ('training',))
     for name, ds in sets.items(): _check_set(name, ds, val_ds)
     n_classes, seeds = len(val_ds.classes), [f'seed{s}' for s in range(cfg.seeds)]
+    tfiles = {s: _teacher_file(cfg, s, teachers) for s in range(cfg.seeds)}   # checked before any work
     rcfg = {name: resolve_train(cfg, set_ipc(ds), n_classes) for name, ds in sets.items()}
     scfg = {name: stage_config(c) for name, c in rcfg.items()}
     stages = {name: Stage(out/name, 'evaluation', scfg[name], upstream.get(name, {})).open(overwrite, proc) for name in sets}
     pairs = [(name, item) for name in sets for item in seeds]
     mine = [(name, item) for name, item in proc.shard(pairs) if not stages[name].done(item)]   # split first, then skip what is done
     dev = default_device(cfg.device, proc)
-    if mine:
-        val = load_images(val_ds, cfg.image_size, cfg.image_size * cfg.val_resize, cfg.resample)
-        teacher, idx = _teacher_for(cfg, val_ds)
-    loaded = None
-    desc = 'evaluation' + (f' (process {proc.rank + 1} of {proc.world})' if proc.world > 1 else '')
-    for name, item in progress(mine, desc=desc, show=show_progress):
-        if loaded != name: x, y = load_images(sets[name], cfg.image_size, resample=cfg.resample); loaded = name
-        r = train_student(x, y, *val, replace(rcfg[name], device=str(dev)), n_classes, int(item[4:]), teacher, idx, cpu_threads=cpu_threads)
+    w = n_workers(cfg, dev, len(mine), cpu_threads, proc)
+    if mine: val = load_images(val_ds, cfg.image_size, cfg.image_size * cfg.val_resize, cfg.resample)
+    data = {}
+    def images(name):   # one set in memory at a time when the students are trained one by one
+        if name not in data:
+            if w == 1: data.clear()
+            data[name] = load_images(sets[name], cfg.image_size, resample=cfg.resample)
+        return data[name]
+    def job(name, item):
+        s = int(item[4:])
+        return (*images(name), *val, replace(rcfg[name], device=str(dev)), n_classes, s, tfiles[s], val_ds, cpu_threads, name in KEEP_WEIGHTS)
+    desc = 'evaluation' + (f' (process {proc.rank + 1} of {proc.world})' if proc.world > 1 else '') + (f', {w} at once' if w > 1 else '')
+    def done(name, item, r):
         log.info(f"evaluation {name}/{item}: top-1 {r['top1']:.2f}% (epoch {r['eval_epochs'][-1]}), best {r['best']:.2f}% "
                  f"(epoch {r['best_epoch']}), {r['wall_s']:.1f} s on {dev}")
         st, files = stages[name], [f'{item}.json']
-        if name in KEEP_WEIGHTS: save_weights(st.path(f'{item}.safetensors'), r['model']); files.append(f'{item}.safetensors')
-        save_json(st.path(f'{item}.json'), _seed_result(r, len(x), len(val[0])))
+        if r['state'] is not None: save_weights_dict(st.path(f'{item}.safetensors'), r['state']); files.append(f'{item}.safetensors')
+        save_json(st.path(f'{item}.json'), _seed_result(r, len(data[name][0]), len(val[0])))
         st.finish_item(item, files, top1=r['top1'], best=r['best'])
+    if w == 1:
+        for key in progress(mine, desc=desc, show=show_progress): done(*key, _train_job(*job(*key)))
+    else:   # one worker process per student at a time, started fresh ('spawn'): the results are those of one process
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        import coda.training as ct   # the workers import the job from the installed module (not from wherever this code runs)
+        order = sorted(mine, key=lambda k: -_cost(rcfg[k[0]], len(images(k[0])[0])))
+        with ProcessPoolExecutor(w, mp_context=multiprocessing.get_context('spawn')) as ex:
+            futs = {ex.submit(ct._train_job, *job(*k)): k for k in order}
+            for f in progress(as_completed(futs), total=len(futs), desc=desc, show=show_progress): done(*futs[f], f.result())
     proc.barrier()
     for st in stages.values():
         if missing := [i for i in seeds if st.item(i) is None]:
