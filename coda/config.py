@@ -13,8 +13,8 @@ __all__ = ['DTYPES', 'STUDENTS', 'BASELINES', 'DATASETS', 'SECTIONS', 'PREFIX', 
            'EVALUATE_SECTIONS', 'DataConfig', 'FeatureConfig', 'DiscoveryConfig', 'GenerationConfig', 'TrainConfig',
            'RunConfig', 'flag_table', 'flag_of', 'parse_value', 'field_help', 'make_parser', 'config_from_dict',
            'load_config', 'expand_env', 'recipes_dir', 'list_recipes', 'find_config', 'default_training',
-           'digits_recipe', 'set_field', 'config_from_args', 'parse_args', 'ConfigError', 'resolve_config',
-           'check_config', 'validate', 'distill_parser', 'evaluate_parser']
+           'digits_recipe', 'set_field', 'config_from_args', 'parse_args', 'ipc_epochs', 'resolve_train', 'ConfigError',
+           'resolve_config', 'check_config', 'validate', 'distill_parser', 'evaluate_parser']
 
 # %% ../nbs/01_config.ipynb #b15b57b3
 DTYPES = ('float32', 'float16', 'bfloat16')
@@ -328,6 +328,25 @@ def parse_args(parser, argv, sections=tuple(SECTIONS), base: RunConfig | None = 
     args = vars(parser.parse_args(_normalise(argv)))
     switches = {k: v for k, v in args.items() if k not in flag_table(sections) and k != 'config'}
     return config_from_args(args, sections, base), switches
+
+# %% ../nbs/01_config.ipynb #6aa964df
+def ipc_epochs(ipc):
+    "Epochs of the hard-label protocol for a set of `ipc` images per class (IDC/Minimax table)."
+    return 2000 if ipc <= 10 else 1500 if ipc <= 50 else 1000 if ipc <= 200 else 500 if ipc <= 500 else 300
+
+def resolve_train(cfg: TrainConfig, ipc, n_classes) -> TrainConfig:
+    "`cfg` with every `None` replaced by its protocol's default for a set of `ipc` images per class and `n_classes` classes."
+    hard = cfg.protocol == 'hard'
+    epochs = cfg.epochs or max(1, round((ipc_epochs(ipc) if hard else 300) * cfg.epoch_scale))
+    soft_bs = (50 if ipc <= 10 else 100) * (2 if n_classes >= 100 else 1)
+    return replace(cfg, epochs=epochs, batch_size=cfg.batch_size or (64 if hard else soft_bs),
+                   lr=cfg.lr if cfg.lr is not None else (0.01 if hard else 1e-3),
+                   wd=cfg.wd if cfg.wd is not None else (5e-4 if hard else 0.01),
+                   jitter=cfg.jitter if cfg.jitter is not None else (0.4 if hard else 0.0),
+                   lighting=cfg.lighting if cfg.lighting is not None else (0.1 if hard else 0.0),
+                   eval_every=cfg.eval_every or (max(1, epochs // 100) if hard else 10),
+                   eval_from=cfg.eval_from if cfg.eval_from is not None else (0.0 if hard else 0.8))
+
 
 # %% ../nbs/01_config.ipynb #d40347e3
 class ConfigError(ValueError):

@@ -11,7 +11,7 @@ from pathlib import Path
 from .stage import (ArtefactError, RunLocked, RunLock, Stage, read_stage, current_process, save_json, load_json,
                         jsonable, log)
 from .config import (RunConfig, ConfigError, validate, resolve_config, parse_args, distill_parser, evaluate_parser, flag_of,
-                         digits_recipe, default_training, TrainConfig, EVALUATE_SECTIONS)
+                         digits_recipe, default_training, TrainConfig, resolve_train, EVALUATE_SECTIONS)
 from .data import TargetDataset, list_imagefolder, list_run, listing_counts, count_images
 
 # %% auto #0
@@ -408,7 +408,6 @@ def plan(cfg: RunConfig):
 
 def _plan_training(cfg, k, ipc, nmax):
     "The plan of the evaluation: sets, trainings and their epochs."
-    from coda.training import resolve_train
     sets = ['coda_core', *cfg.baselines] + (['coda'] if cfg.generation.model else [])
     small = resolve_train(cfg.training, ipc, k)
     out = [f'evaluation: {len(sets)} distilled set(s) x {small.seeds} seeds, {small.epochs} epochs each ({cfg.training.protocol}-label, '

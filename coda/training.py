@@ -38,13 +38,12 @@ log = logging.getLogger('coda')
 __all__ = ['log', 'RESAMPLE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'PCA_EIGVAL', 'PCA_EIGVEC', 'MIXED_PRECISION', 'FLAT',
            'KEEP_WEIGHTS', 'instance_norm', 'ConvNet', 'BasicBlockAP', 'ResNetAP', 'make_student', 'n_params',
            'load_images', 'normalize', 'rrc_boxes', 'crop_resize', 'color_jitter', 'pca_lighting', 'Augment',
-           'show_augmented', 'TensorImageLoader', 'ipc_epochs', 'set_ipc', 'resolve_train', 'eval_epochs',
-           'step_schedule', 'half_cosine_schedule', 'load_state_dict_file', 'load_teacher', 'teacher_class_index',
-           'kd_loss', 'SoftLabels', 'default_device', 'cpu_threads', 'predict', 'EvalAndLog', 'make_learner', 'alone',
-           'train_student', 'paired_difference', 'compare_to', 'add_comparisons', 'lrs', 'dd_ranking', 'loss_change',
-           'flattened', 'ranking', 'results_table', 'ranking_table', 'convergence_statement', 'noise_statement',
-           'plot_curves', 'plot_protocols', 'stage_config', 'save_weights_dict', 'save_weights', 'summarise',
-           'n_workers', 'evaluate_sets']
+           'show_augmented', 'TensorImageLoader', 'set_ipc', 'eval_epochs', 'step_schedule', 'half_cosine_schedule',
+           'load_state_dict_file', 'load_teacher', 'teacher_class_index', 'kd_loss', 'SoftLabels', 'default_device',
+           'cpu_threads', 'predict', 'EvalAndLog', 'make_learner', 'alone', 'train_student', 'paired_difference',
+           'compare_to', 'add_comparisons', 'lrs', 'dd_ranking', 'loss_change', 'flattened', 'ranking', 'results_table',
+           'ranking_table', 'convergence_statement', 'noise_statement', 'plot_curves', 'plot_protocols', 'stage_config',
+           'save_weights_dict', 'save_weights', 'summarise', 'n_workers', 'evaluate_sets']
 
 # %% ../nbs/07_training.ipynb #b79767e3
 def instance_norm(c):
@@ -249,27 +248,12 @@ class TensorImageLoader(DataLoader):
             yield xb, yb
 
 # %% ../nbs/07_training.ipynb #bebe79ff
-def ipc_epochs(ipc):
-    "Epochs of the hard-label protocol for a set of `ipc` images per class (IDC/Minimax table)."
-    return 2000 if ipc <= 10 else 1500 if ipc <= 50 else 1000 if ipc <= 200 else 500 if ipc <= 500 else 300
+from .config import ipc_epochs, resolve_train
 
 # %% ../nbs/07_training.ipynb #99c32643
 def set_ipc(ds: TargetDataset):
     "Images per class of a set (the largest class)."
     return max(len(c.paths) for c in ds.classes)
-
-def resolve_train(cfg: TrainConfig, ipc, n_classes) -> TrainConfig:
-    "`cfg` with every `None` replaced by its protocol's default for a set of `ipc` images per class and `n_classes` classes."
-    hard = cfg.protocol == 'hard'
-    epochs = cfg.epochs or max(1, round((ipc_epochs(ipc) if hard else 300) * cfg.epoch_scale))
-    soft_bs = (50 if ipc <= 10 else 100) * (2 if n_classes >= 100 else 1)
-    return replace(cfg, epochs=epochs, batch_size=cfg.batch_size or (64 if hard else soft_bs),
-                   lr=cfg.lr if cfg.lr is not None else (0.01 if hard else 1e-3),
-                   wd=cfg.wd if cfg.wd is not None else (5e-4 if hard else 0.01),
-                   jitter=cfg.jitter if cfg.jitter is not None else (0.4 if hard else 0.0),
-                   lighting=cfg.lighting if cfg.lighting is not None else (0.1 if hard else 0.0),
-                   eval_every=cfg.eval_every or (max(1, epochs // 100) if hard else 10),
-                   eval_from=cfg.eval_from if cfg.eval_from is not None else (0.0 if hard else 0.8))
 
 def eval_epochs(epochs, every, start=0.0):
     "The epochs (1-based) after which the val split is evaluated: every `every` after `start` of training, and the last."
