@@ -15,7 +15,7 @@ from .config import (RunConfig, ConfigError, validate, resolve_config, parse_arg
 from .data import TargetDataset, list_imagefolder, list_run, listing_counts, count_images
 
 # %% auto #0
-__all__ = ['GENERATION_OFF', 'stage_dirs', 'set_names', 'data_record', 'upstream_of', 'check_class_sizes', 'run_log',
+__all__ = ['GENERATION_OFF', 'LIBS_RSS', 'stage_dirs', 'set_names', 'data_record', 'upstream_of', 'check_class_sizes', 'run_log',
            'torch_threads', 'timed', 'distill_stages', 'distill', 'readable_train', 'list_distilled', 'run_sets',
            'hard_recipe', 'evaluation_dir', 'evaluate', 'results_json', 'report_text', 'write_report', 'plan',
            'coda_distill', 'coda_evaluate', 'run_cli', 'distill_cli', 'evaluate_cli']
@@ -347,6 +347,8 @@ def _feature_shape(cfg: RunConfig):
 
 def _gb(n): return f'{n / 1e9:.1f} GB' if n >= 1e8 else f'{n / 1e6:.1f} MB'
 
+LIBS_RSS = 3e8   # bytes a discovery process holds before its first class (Python, numpy, numba, umap-learn, hdbscan: 0.29 GB measured)
+
 def _done_in(folder):
     "What a stage folder holds: complete, n items done, or nothing."
     st = Stage(folder, None, None)
@@ -389,9 +391,10 @@ def plan(cfg: RunConfig):
         store = '? (the model is not local)' if dim is None else f'{_gb(n * dim * 2)} (float16, {dim:,} numbers an image)'
         lines.append(f'features: {n:,} {cfg.features.encoder} encodes, feature store {store}'
                      + (f', then {k * d.ipc:,} encodes of the picks at full resolution' if cfg.features.discovery_resolution else ''))
-        ram = '?' if dim is None else _gb(nmax * dim * 6 + nmax * nmax * 8)
+        cls = None if dim is None else nmax * dim * 6 + nmax * nmax * 8   # a class: float16 features, float32 standardised copy, pair distances
+        ram = '?' if dim is None else f'{_gb(LIBS_RSS + cls)} a worker process, {_gb(LIBS_RSS + 2 * cls)} for a single process, which overlaps two classes'
         lines.append(f'discovery: {k} classes x {1 + len(cfg.baselines)} selections (CoDA, {", ".join(cfg.baselines) or "no baseline"}); '
-                     f'peak memory of a worker about {ram} (largest class {nmax}; estimate)')
+                     f'peak memory about {ram} (largest class {nmax}; estimate)')
         if g.model:
             imgs = k * d.ipc
             cfgx = 2 if g.guidance_scale > 1 else 1
