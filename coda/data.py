@@ -309,9 +309,13 @@ def dataset_root(cfg: DataConfig):
     if cfg.root is None: raise ValueError(f"--root is needed for --dataset {cfg.dataset} (the dataset folder)")
     return Path(cfg.root).expanduser()
 
+def _split_name(cfg: DataConfig, split):
+    "The folder name of the split 'train' or 'val' of `cfg` (any other name is taken as it is)."
+    return {'train': cfg.train_split, 'val': cfg.val_split}.get(split, split)
+
 def list_dataset(cfg: DataConfig, split='train', verify=False):
     "List the `split` ('train' or 'val') of the dataset `cfg` names; `verify`: open every image, skipping unreadable ones."
-    sp = {'train': cfg.train_split, 'val': cfg.val_split}.get(split, split)
+    sp = _split_name(cfg, split)
     root = dataset_root(cfg)
     if cfg.dataset == 'digits': return list_digits(root, sp, verify)
     if cfg.dataset == 'folder': return list_imagefolder(root, sp, cfg.prompts, verify)
@@ -320,7 +324,7 @@ def list_dataset(cfg: DataConfig, split='train', verify=False):
 
 def count_images(cfg: DataConfig, split='train') -> dict:
     "Class id -> number of image files in the `split` of `cfg`'s dataset: `list_dataset`'s checks without building the listing (what `--plan` needs)."
-    sp = {'train': cfg.train_split, 'val': cfg.val_split}.get(split, split)
+    sp = _split_name(cfg, split)
     if cfg.dataset in ('digits', 'folder'): sr = _split_root(dataset_root(cfg), sp); ids = _folder_classes(sr)
     else: sr, ids = _preset_classes(dataset_root(cfg), sp, cfg.dataset)
     n = {c: len(_image_names(sr/c)) for c in ids}
@@ -375,8 +379,6 @@ def listing_changes(d: dict, root):
     return [str(sr) if k == '.' else f'{sr.name}/{k}' for k, t in was.items() if now.get(k) != t]
 
 # %% ../nbs/02_data.ipynb #8f099337
-def _split_name(cfg, split): return {'train': cfg.train_split, 'val': cfg.val_split}[split]
-
 def _current(st, cfg, root, overwrite):
     "The splits whose listing on disk can be used as it is (checked without writing), and the changed ones."
     keep, changed = {}, {}
@@ -431,19 +433,20 @@ def list_run(cfg: DataConfig, folder, overwrite=False, proc: Process = None, che
         if check is not None: check(sets)
     return sets
 
+def _current_listing(cfg: DataConfig, folder):
+    "(split -> listing JSON, dataset root) of the run's listing in `folder` if it is complete, of `cfg`'s settings and current, else None (nothing is written)."
+    try:
+        root = dataset_root(cfg)
+        keep, _ = _current(Stage(folder, 'data', listing_config(cfg)), cfg, root, False)
+    except (OSError, ValueError): return None
+    return (keep, root) if len(keep) == len(SPLITS) else None
+
 def read_listing(cfg: DataConfig, folder):
     "The run's listing in `folder` if it is complete, of `cfg`'s settings and current, else None (nothing is written)."
-    try:
-        st = Stage(folder, 'data', listing_config(cfg))
-        root = dataset_root(cfg)
-        keep, _ = _current(st, cfg, root, False)
-    except (OSError, ValueError): return None
-    return {sp: listing_from_json(d, root) for sp, d in keep.items()} if len(keep) == len(SPLITS) else None
+    cur = _current_listing(cfg, folder)
+    return None if cur is None else {sp: listing_from_json(d, cur[1]) for sp, d in cur[0].items()}
 
 def listing_counts(cfg: DataConfig, folder):
     "Split -> class id -> number of images, from the run's listing in `folder` if it is current (else None); builds no paths."
-    try:
-        keep, _ = _current(Stage(folder, 'data', listing_config(cfg)), cfg, dataset_root(cfg), False)
-    except (OSError, ValueError): return None
-    if len(keep) != len(SPLITS): return None
-    return {sp: {c['id']: len(c['files']) for c in d['classes']} for sp, d in keep.items()}
+    cur = _current_listing(cfg, folder)
+    return None if cur is None else {sp: {c['id']: len(c['files']) for c in d['classes']} for sp, d in cur[0].items()}

@@ -206,31 +206,32 @@ def evaluate(cfg: RunConfig, extra_sets: dict | None = None, proc=None, show_pro
     cfg = validate(cfg)
     proc = proc or current_process()
     out, timings = Path(cfg.out), {}
-    with RunLock(out, proc): listing = list_run(cfg.data, stage_dirs(out)['data'], proc=proc)   # the run's listing, made again only if the data changed
-    train, val = readable_train(cfg, listing['train']), listing['val']
-    sets = run_sets(cfg, train)
-    for name, folder in (extra_sets or {}).items():
-        if name in sets or name in ('full', 'soft'): raise ValueError(f'--set {name}=...: {name!r} is the name of one of the run\'s sets; choose another')
-        sets[name] = (list_distilled(folder, train, f'--set {name}'), dict(external=dict(name=name)))
-    if cfg.full: sets['full'] = (train, dict(data=data_record(cfg, train)))
-    with RunLock(out, proc), run_log(out, proc, log_to_stderr), torch_threads(cfg.cpu_threads):
-        t, kw = cfg.training, dict(overwrite=cfg.overwrite, proc=proc, cpu_threads=cfg.cpu_threads, show_progress=show_progress)
-        data, up = {k: s for k, (s, _) in sets.items()}, {k: u for k, (_, u) in sets.items()}
-        with timed('evaluation', timings):
-            if t.protocol == 'soft' and t.teacher == 'full':   # first the hard-label students: the teachers, and the comparison
-                hard = evaluate_sets(data, val, hard_recipe(t, cfg.data.dataset), evaluation_dir(cfg, 'hard'), upstream=up, **kw)
-                full = evaluation_dir(cfg, 'hard')/'full'
-                teachers = {s: str(full/f'seed{s}.safetensors') for s in range(t.seeds)}
-                res = evaluate_sets(data, val, t, evaluation_dir(cfg), upstream={k: dict(u, teacher=upstream_of(full)) for k, u in up.items()},
-                                    teachers=teachers, **kw)
-                add_comparisons(res['methods'], hard['methods'])   # DD-Ranking's soft-label scores: HLR from the hard labels
-                res = dict(res, protocol='soft', hard=hard)
-            else: res = dict(evaluate_sets(data, val, t, evaluation_dir(cfg), upstream=up, **kw), protocol=t.protocol)
-        if proc.is_main:
-            t = load_json(out/'timings.json') if (out/'timings.json').exists() else {}
-            save_json(out/'timings.json', {**t, 'evaluate': timings})
-        proc.barrier()
-    return res
+    with RunLock(out, proc):   # one lock for the whole evaluation: the listing, the sets and the students
+        listing = list_run(cfg.data, stage_dirs(out)['data'], proc=proc)   # the run's listing, made again only if the data changed
+        train, val = readable_train(cfg, listing['train']), listing['val']
+        sets = run_sets(cfg, train)
+        for name, folder in (extra_sets or {}).items():
+            if name in sets or name in ('full', 'soft'): raise ValueError(f'--set {name}=...: {name!r} is the name of one of the run\'s sets; choose another')
+            sets[name] = (list_distilled(folder, train, f'--set {name}'), dict(external=dict(name=name)))
+        if cfg.full: sets['full'] = (train, dict(data=data_record(cfg, train)))
+        with run_log(out, proc, log_to_stderr), torch_threads(cfg.cpu_threads):
+            t, kw = cfg.training, dict(overwrite=cfg.overwrite, proc=proc, cpu_threads=cfg.cpu_threads, show_progress=show_progress)
+            data, up = {k: s for k, (s, _) in sets.items()}, {k: u for k, (_, u) in sets.items()}
+            with timed('evaluation', timings):
+                if t.protocol == 'soft' and t.teacher == 'full':   # first the hard-label students: the teachers, and the comparison
+                    hard = evaluate_sets(data, val, hard_recipe(t, cfg.data.dataset), evaluation_dir(cfg, 'hard'), upstream=up, **kw)
+                    full = evaluation_dir(cfg, 'hard')/'full'
+                    teachers = {s: str(full/f'seed{s}.safetensors') for s in range(t.seeds)}
+                    res = evaluate_sets(data, val, t, evaluation_dir(cfg), upstream={k: dict(u, teacher=upstream_of(full)) for k, u in up.items()},
+                                        teachers=teachers, **kw)
+                    add_comparisons(res['methods'], hard['methods'])   # DD-Ranking's soft-label scores: HLR from the hard labels
+                    res = dict(res, protocol='soft', hard=hard)
+                else: res = dict(evaluate_sets(data, val, t, evaluation_dir(cfg), upstream=up, **kw), protocol=t.protocol)
+            if proc.is_main:
+                t = load_json(out/'timings.json') if (out/'timings.json').exists() else {}
+                save_json(out/'timings.json', {**t, 'evaluate': timings})
+            proc.barrier()
+        return res
 
 # %% ../nbs/08_distill.ipynb #54c0eaf9
 def _clean(methods):

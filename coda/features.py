@@ -68,7 +68,9 @@ def hub_error(what, ref, e):
         return OSError(f'the {what} {ref!r} is not in the local Hugging Face cache, and HF_HUB_OFFLINE is set, so it is not downloaded. '
                        f'Unset HF_HUB_OFFLINE (diffusers then downloads it into the cache), or run `hf download {ref}` where there is a '
                        'network and copy the cache (~/.cache/huggingface, or $HF_HOME) here, or pass a local folder instead of the id')
-    return OSError(f'could not load the {what} {ref!r} from the Hugging Face hub ({first}): check the id and the network, or pass a local folder')
+    return OSError(f'could not load the {what} {ref!r}: it is not in the local Hugging Face cache and could not be downloaded ({first}). '
+                   f'Check the id and the network, or provide it offline: on a machine with internet run `hf download {ref}` and copy '
+                   '~/.cache/huggingface here, or pass a local folder (save_pretrained(dir) of the model) instead of the id')
 
 def _is_local(ref): return Path(str(ref)).expanduser().exists()
 

@@ -60,12 +60,8 @@ def _from_pretrained(cls, name, what, **kw):
                                 'Pass a local diffusers folder or a Hugging Face id such as stabilityai/stable-diffusion-xl-base-1.0.')
     try: return cls.from_pretrained(str(name), use_safetensors=True, **kw)
     except (OSError, EnvironmentError, ValueError) as e:
-        from coda.features import hub_offline, hub_error
-        if hub_offline(): raise hub_error(what, name, e) from e
-        raise OSError(f'could not load the {what} {name!r}: it is not in the local Hugging Face cache and could not be downloaded '
-                      f'({str(e).splitlines()[0][:200]}). Provide it offline: on a machine with internet run '
-                      f'`hf download {name}` and copy ~/.cache/huggingface here, or save the pipeline to a folder with '
-                      f'save_pretrained(dir) and pass that folder instead of the id.') from e
+        from coda.features import hub_error
+        raise hub_error(what, name, e) from e   # names HF_HUB_OFFLINE when it stopped the download
 
 def load_pipeline(cfg: GenerationConfig, proc: Process = None):
     "The base text-to-image pipeline of `cfg` on its device and dtype, with the paper's sampler unless `cfg.scheduler='model'`."
