@@ -10,7 +10,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 # %% auto #0
-__all__ = ['DIGIT_GLYPHS', 'digit_fonts', 'render_digit', 'printed_digits', 'show_digits', 'handwriting_gap']
+__all__ = ['DIGIT_GLYPHS', 'DIGIT_WORDS', 'CAPTIONS', 'digit_fonts', 'render_digit', 'printed_digits', 'show_digits',
+           'handwriting_gap', 'digit_image', 'digit_caption', 'prior_pipeline']
 
 # %% ../nbs/10_printed.ipynb #f6f3800a
 DIGIT_GLYPHS = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine')
@@ -87,3 +88,37 @@ def handwriting_gap(X_printed, y_printed, seed=0):
     Xa, Xb, ya, yb = train_test_split(Xh, yh, test_size=0.5, random_state=seed, stratify=yh)
     score = lambda X, y: float((SVC().fit(np.asarray(X, np.float64).reshape(len(y), -1), y).predict(Xb) == yb).mean())
     return dict(printed=score(X_printed, y_printed), handwritten=score(Xa, ya))
+
+# %% ../nbs/10_printed.ipynb #be57cd6e
+DIGIT_WORDS = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine')
+CAPTIONS = ('a printed digit {d}', 'the digit {w}', 'a {d}', 'the number {w}', 'digit {d}', 'a typed {d}', 'the numeral {d}',
+            'a picture of the digit {d}')
+
+def digit_image(a, size=32):
+    "The 0-16 digit array `a` as a `size` x `size` RGB PIL image, each pixel repeated (as the digits demo writes its images)."
+    a = np.asarray(a)
+    if size % a.shape[0]: raise ValueError(f'size must be a multiple of {a.shape[0]}, got {size}')
+    k = size // a.shape[0]
+    return Image.fromarray(np.kron((a * 255 / 16).round().astype(np.uint8), np.ones((k, k), np.uint8))).convert('RGB')
+
+def digit_caption(d, rng):
+    "A caption of the digit `d` in a phrasing drawn from `rng`."
+    return CAPTIONS[int(rng.integers(len(CAPTIONS)))].format(d=d, w=DIGIT_WORDS[d])
+
+# %% ../nbs/10_printed.ipynb #838e7b96
+def prior_pipeline(seed=0):
+    "The printed-digits prior's SD 1.x pipeline with random weights from `seed` (32 px images, 4x8x8 latents)."
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+    from coda.guidance import paper_scheduler, sd_scheduler_config
+    from coda.testing import offline_clip_tokenizer, _clip_config, _seeded
+    with _seeded(seed):
+        vae = AutoencoderKL(block_out_channels=(32, 64, 64), layers_per_block=1, latent_channels=4, norm_num_groups=16,
+                            down_block_types=('DownEncoderBlock2D',) * 3, up_block_types=('UpDecoderBlock2D',) * 3, sample_size=32)
+        unet = UNet2DConditionModel(sample_size=8, block_out_channels=(32, 64), layers_per_block=1, norm_num_groups=16,
+                                    down_block_types=('CrossAttnDownBlock2D',) * 2, up_block_types=('CrossAttnUpBlock2D',) * 2,
+                                    cross_attention_dim=64, attention_head_dim=8)
+        text_encoder = CLIPTextModel(_clip_config(hidden=64, layers=2, heads=4, max_len=32, intermediate=128))
+    return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder.eval(), tokenizer=offline_clip_tokenizer(32), unet=unet,
+                                   scheduler=paper_scheduler(sd_scheduler_config()), safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
