@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 # %% auto #0
 __all__ = ['DIGIT_GLYPHS', 'DIGIT_WORDS', 'CAPTIONS', 'digit_fonts', 'render_digit', 'printed_digits', 'show_digits',
-           'handwriting_gap', 'digit_image', 'digit_caption', 'prior_pipeline']
+           'handwriting_gap', 'digit_image', 'digit_caption', 'prior_pipeline', 'train_prior']
 
 # %% ../nbs/10_printed.ipynb #f6f3800a
 DIGIT_GLYPHS = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine')
@@ -122,3 +122,72 @@ def prior_pipeline(seed=0):
     return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder.eval(), tokenizer=offline_clip_tokenizer(32), unet=unet,
                                    scheduler=paper_scheduler(sd_scheduler_config()), safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
+
+# %% ../nbs/10_printed.ipynb #6d6c2c15
+def _image_tensor(X):
+    "Printed digits (0-16) as the prior's training images: float32 (n, 3, 32, 32) in [-1, 1]."
+    import torch
+    x = torch.stack([torch.from_numpy(np.asarray(digit_image(a), np.float32)).permute(2, 0, 1) for a in X])
+    return x / 127.5 - 1
+
+def _train_vae(vae, x, steps, batch_size, lr, kl_weight, gen, log_every, show):
+    import torch
+    from coda.stage import progress
+    opt, losses = torch.optim.AdamW(vae.parameters(), lr=lr), []
+    vae.train()
+    for i in progress(range(steps), desc='autoencoder', show=show):
+        xb = x[torch.randint(len(x), (batch_size,), generator=gen)]
+        post = vae.encode(xb).latent_dist
+        rec = vae.decode(post.sample(generator=gen)).sample
+        mse = torch.nn.functional.mse_loss(rec, xb)
+        loss = mse + kl_weight * post.kl().mean() / post.mean[0].numel()
+        opt.zero_grad(); loss.backward(); opt.step()
+        if i % log_every == 0 or i == steps - 1: losses.append(dict(step=i, mse=float(mse)))
+    vae.eval()
+    return losses
+
+def _train_unet(pipe, z, captions, steps, batch_size, lr, gen, log_every, show):
+    import torch
+    from diffusers import DDPMScheduler
+    from coda.guidance import sd_scheduler_config
+    from coda.stage import progress
+    noise_sched = DDPMScheduler.from_config(sd_scheduler_config())
+    ids = pipe.tokenizer(list(captions), padding='max_length', max_length=pipe.tokenizer.model_max_length, truncation=True,
+                         return_tensors='pt').input_ids
+    params = list(pipe.unet.parameters()) + list(pipe.text_encoder.parameters())
+    opt, losses = torch.optim.AdamW(params, lr=lr), []
+    pipe.unet.train(); pipe.text_encoder.train()
+    for i in progress(range(steps), desc='denoiser', show=show):
+        j = torch.randint(len(z), (batch_size,), generator=gen)
+        noise = torch.randn(z[j].shape, generator=gen)
+        t = torch.randint(0, noise_sched.config.num_train_timesteps, (batch_size,), generator=gen)
+        h = pipe.text_encoder(ids[j]).last_hidden_state
+        pred = pipe.unet(noise_sched.add_noise(z[j], noise, t), t, h).sample
+        loss = torch.nn.functional.mse_loss(pred, noise)
+        opt.zero_grad(); loss.backward(); opt.step()
+        if i % log_every == 0 or i == steps - 1: losses.append(dict(step=i, mse=float(loss)))
+    pipe.unet.eval(); pipe.text_encoder.eval()
+    return losses
+
+def train_prior(n_images=20000, vae_steps=1500, unet_steps=6000, batch_size=64, lr=1e-3, kl_weight=1e-3, p_empty=0.1, seed=0,
+                log_every=50, show_progress=True):
+    "(the printed-digits prior trained from `seed`, its training log): the autoencoder first, then the UNet with the text encoder."
+    import time, torch
+    t0 = time.time()
+    X, y, _ = printed_digits(n_images, seed=seed)
+    rng = np.random.default_rng([seed, 1])
+    captions = ['' if rng.random() < p_empty else digit_caption(int(d), rng) for d in y]
+    gen = torch.Generator().manual_seed(seed)
+    pipe = prior_pipeline(seed)
+    x = _image_tensor(X)
+    t1 = time.time()
+    vae_log = _train_vae(pipe.vae, x, vae_steps, batch_size, lr, kl_weight, gen, log_every, show_progress)
+    with torch.no_grad(): mu = torch.cat([pipe.vae.encode(x[i:i + 500]).latent_dist.mean for i in range(0, len(x), 500)])
+    pipe.vae.register_to_config(scaling_factor=float(1 / mu.std()))
+    t2 = time.time()
+    unet_log = _train_unet(pipe, mu * pipe.vae.config.scaling_factor, captions, unet_steps, batch_size, lr, gen, log_every, show_progress)
+    log = dict(seed=seed, n_images=n_images, vae_steps=vae_steps, unet_steps=unet_steps, batch_size=batch_size, lr=lr,
+               kl_weight=kl_weight, p_empty=p_empty, scaling_factor=pipe.vae.config.scaling_factor,
+               seconds=dict(data=round(t1 - t0, 1), autoencoder=round(t2 - t1, 1), denoiser=round(time.time() - t2, 1)),
+               autoencoder=vae_log, denoiser=unet_log)
+    return pipe, log
