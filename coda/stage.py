@@ -342,6 +342,11 @@ LOCK = 'coda.lock'
 HEARTBEAT, STALE = 30, 120 # seconds between touches of a held lock; seconds without one after which its holder is gone
 _TOKEN = os.urandom(8).hex() # tells this process from an earlier one that had the same PID
 
+def _pid_ns():
+    "The PID namespace of this process: PIDs can be checked only inside the same one."
+    try: return os.readlink('/proc/self/ns/pid')
+    except OSError: return None
+
 def _job_id():
     e = os.environ
     return next((e[k] for k in ('SLURM_JOB_ID', 'PBS_JOBID', 'LSB_JOBID', 'JOB_ID') if e.get(k)), None)
@@ -382,7 +387,7 @@ class RunLock:
     def _gone(self, h, me):
         "Why the holder `h` of the lock is certainly not running any more (None if it may be)."
         if h.get('job') and h.get('job') == me['job']: return f"it is this scheduler job ({me['job']}), requeued"
-        if h.get('host') == me['host'] and h.get('pid') is not None:
+        if h.get('host') == me['host'] and h.get('pid') is not None and h.get('ns') == me['ns']:
             if h['pid'] == me['pid'] and h.get('token') != me['token']: return 'its PID is now this run'
             if h['pid'] != me['pid'] and not _alive(h['pid']): return 'it is no longer running'
         if h.get('command') == me['command']:
@@ -408,7 +413,7 @@ def acquire(self: RunLock):
     err = None
     self.created = not self.folder.exists()
     if self.proc.is_main:
-        me = dict(pid=os.getpid(), host=socket.gethostname(), run=_launch_id(), job=_job_id(), token=_TOKEN,
+        me = dict(pid=os.getpid(), host=socket.gethostname(), run=_launch_id(), job=_job_id(), token=_TOKEN, ns=_pid_ns(),
                   started=time.strftime('%Y-%m-%d %H:%M:%S'), command=' '.join([Path(sys.argv[0]).name] + sys.argv[1:]))
         for _ in range(3):
             if self._try_create(me): self.held = True; break
