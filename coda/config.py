@@ -33,6 +33,7 @@ class DataConfig:
     train_split: str = 'train'       # subfolder of root with the training images
     val_split: str = 'val'           # subfolder of root with the validation images
     verify_images: bool = True       # open every validation image once when the run lists it, skipping unreadable ones (training images are checked where the features stage reads them)
+    max_pixels: int = 40_000_000     # images with more pixels than this are skipped and named, never decoded (memory: a 13000x13000 image decodes to 0.5 GB); 0: no limit
 
 # %% ../nbs/01_config.ipynb #bb30370d
 @dataclass
@@ -432,7 +433,8 @@ _in = lambda *xs: (lambda v: v in xs)
 _dev = lambda v: v is None or bool(_DEVICE.fullmatch(str(v)))
 
 def _data_problems(d: DataConfig):
-    p = _check_fields(d, dict(dataset=(_in(*DATASETS), f"must be one of {', '.join(DATASETS)}")))
+    p = _check_fields(d, dict(dataset=(_in(*DATASETS), f"must be one of {', '.join(DATASETS)}"),
+                              max_pixels=(lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, 'must be an integer >= 0 (0: no limit)')))
     if d.dataset != 'digits' and d.root is None: p.append(('root', f'is needed for --dataset {d.dataset} (the dataset folder)'))
     if d.root is not None and d.dataset != 'digits' and not Path(d.root).expanduser().is_dir():
         p.append(('root', f'{d.root} is not a folder'))
