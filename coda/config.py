@@ -11,10 +11,10 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['DTYPES', 'STUDENTS', 'BASELINES', 'DATASETS', 'SECTIONS', 'PREFIX', 'DIGITS_SOFT', 'DISTILL_SWITCHES',
            'EVALUATE_SECTIONS', 'DataConfig', 'FeatureConfig', 'DiscoveryConfig', 'GenerationConfig', 'TrainConfig',
-           'RunConfig', 'flag_table', 'flag_of', 'parse_value', 'field_help', 'make_parser', 'config_from_dict',
-           'load_config', 'expand_env', 'recipes_dir', 'list_recipes', 'find_config', 'default_training',
-           'digits_recipe', 'set_field', 'config_from_args', 'parse_args', 'ipc_epochs', 'resolve_train', 'ConfigError',
-           'resolve_config', 'check_config', 'validate', 'distill_parser', 'evaluate_parser']
+           'RunConfig', 'flag_table', 'flag_of', 'parse_value', 'field_help', 'make_parser', 'ConfigError',
+           'config_from_dict', 'load_config', 'expand_env', 'recipes_dir', 'list_recipes', 'find_config',
+           'default_training', 'digits_recipe', 'set_field', 'config_from_args', 'parse_args', 'ipc_epochs',
+           'resolve_train', 'resolve_config', 'check_config', 'validate', 'distill_parser', 'evaluate_parser']
 
 # %% ../nbs/01_config.ipynb #b15b57b3
 DTYPES = ('float32', 'float16', 'bfloat16')
@@ -33,6 +33,7 @@ class DataConfig:
     train_split: str = 'train'       # subfolder of root with the training images
     val_split: str = 'val'           # subfolder of root with the validation images
     verify_images: bool = True       # open every validation image once when the run lists it, skipping unreadable ones (training images are checked where the features stage reads them)
+    max_pixels: int = 40_000_000     # images with more pixels than this are skipped and named, never decoded (memory: a 13000x13000 image decodes to 0.5 GB); 0: no limit
 
 # %% ../nbs/01_config.ipynb #bb30370d
 @dataclass
@@ -220,20 +221,83 @@ def make_parser(prog, description, sections=tuple(SECTIONS), extra=()):
         groups[s].add_argument(f'--{flag}', dest=flag, help=helps[s][n].replace('%', '%%'), **kw)
     return p
 
-# %% ../nbs/01_config.ipynb #61dcf08f
-def _build(cls, d, where):
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown: raise ValueError(f"unknown setting(s) {', '.join(f'{where}{k}' for k in unknown)} in the config; known: {', '.join(sorted(known))}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+# %% ../nbs/01_config.ipynb #c0a7f1e2
+class ConfigError(ValueError):
+    "Settings that cannot run; `problems` lists them, each starting with its flag (or its config file and key)."
+    def __init__(self, problems):
+        self.problems = list(problems)
+        n = len(self.problems)
+        super().__init__(f"{n} setting{'s' if n > 1 else ''} cannot run:\n  " + '\n  '.join(self.problems))
 
-def config_from_dict(d: dict) -> RunConfig:
-    "A `RunConfig` from a nested dict (as in a YAML/JSON file); unknown keys are errors."
-    d, kw = dict(d), {}
-    for s, cls in SECTIONS.items():
-        if d.get(s) is not None: kw[s] = _build(cls, d.pop(s), f'{s}.')
-        else: d.pop(s, None)
-    return _build(RunConfig, {**d, **kw}, '') if d or kw else RunConfig()
+_NUM = re.compile(r'[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?')
+_BOOL_TEXT = dict(true='true', yes='true', on='true', false='false', no='false', off='false')
+
+def _typed(v, t, default=None):
+    "The YAML/JSON value `v` as a value of the annotation `t` (a tuple's items: the type of `default`'s), else `ValueError` saying what it expects."
+    base, optional = _base_type(t)
+    num = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)
+    text = isinstance(v, str) and _NUM.fullmatch(v.strip())
+    if v is None:
+        if optional: return None
+        raise ValueError('expected a value, got null' + (' (for none: an empty list [])' if base is tuple else ''))
+    if base is bool:
+        if isinstance(v, bool): return v
+        hint = f' (write {_BOOL_TEXT[v.strip().lower()]} unquoted: a quoted {v!r} is text, which counts as true)' \
+               if isinstance(v, str) and v.strip().lower() in _BOOL_TEXT else ''
+        raise ValueError(f'expected true or false{hint}, got {v!r}')
+    if base is int:
+        if isinstance(v, int) and not isinstance(v, bool): return v
+        raise ValueError(f"expected an integer{' (write it unquoted)' if text else ''}, got {v!r}")
+    if base is float:
+        if num(v): return float(v)
+        hint = (' (YAML reads 1e-3 as text: write 1.0e-3 or 0.001)' if 'e' in v.lower() else ' (write it unquoted)') if text else ''
+        raise ValueError(f'expected a number{hint}, got {v!r}')
+    if base is str:
+        if isinstance(v, str): return v
+        raise ValueError(f"expected text (a name or a path; quote it: {json.dumps(str(v))}), got {v!r}")
+    if base is tuple:
+        item = type(default[0]) if default else str
+        ok, kind = (num, 'numbers') if item in (int, float) else (lambda x: isinstance(x, item), 'names' if item is str else f'{item.__name__} items')
+        if isinstance(v, (list, tuple)) and all(map(ok, v)): return tuple(float(x) if item is float else x for x in v)
+        raise ValueError(f"expected a list of {kind} (e.g. {json.dumps(list(default or ('a', 'b')))}), got {v!r}")
+    return v
+
+# %% ../nbs/01_config.ipynb #61dcf08f
+def _value(v, t, default, env, flag):
+    "`_typed(v, ...)`, with `${VAR}` in `v` expanded from `env` first (a non-text field parses the variable's text as its flag would)."
+    if env is None or not (isinstance(v, str) and _ENV.search(v)): return _typed(expand_env(v, env) if env is not None else v, t, default)
+    x = expand_env(v, env)
+    if _base_type(t)[0] is str: return x   # an unset variable stays; validation names the flag that replaces it
+    if m := _ENV.search(x): raise ValueError(f'reads the environment variable {m[1]}, which is not set: set it, or pass {flag}')
+    try: return parse_value(x, t, default)
+    except ValueError as e: raise ValueError(f'{e} (from {v})') from None
+
+def _build(cls, d, where, source, env=None):
+    "(the fields of `cls` from the mapping `d`, the problems), each problem naming its key (`where` + field) and `source`."
+    if not isinstance(d, dict): return {}, [f"{source}: {where.rstrip('.')}: expected a mapping of its settings (key: value lines), got {d!r}"]
+    own = {f.name: f for f in fields(cls) if cls is not RunConfig or f.name not in SECTIONS}
+    unknown = [str(k) for k in d if k not in own]
+    probs = [f"{source}: unknown setting(s) {', '.join(where + k for k in unknown)}; known{' in ' + where.rstrip('.') if where else ''}: "
+             f"{', '.join(sorted(f.name for f in fields(cls)))}"] if unknown else []
+    types, kw = _field_types(cls), {}
+    for k, v in d.items():
+        if k not in own: continue
+        try: kw[k] = _value(v, types[k], own[k].default if own[k].default is not MISSING else None, env, flag_of(where.rstrip('.') or None, k))
+        except ValueError as e: probs.append(f'{source}: {where}{k}: {e}')
+    return kw, probs
+
+def config_from_dict(d: dict, source='the config', env=None) -> RunConfig:
+    "A `RunConfig` from a nested dict (as in a YAML/JSON file), each value checked by its field's type; `env`: expand `${VAR}` from it first. `ConfigError` lists every problem, unknown keys among them."
+    top, kw, probs = {}, {}, []
+    for k, v in d.items():
+        if k in SECTIONS:
+            if v is None: continue   # an empty section: its defaults
+            kw[k], p = _build(SECTIONS[k], v, f'{k}.', source, env)
+            probs += p
+        else: top[k] = v
+    run, p = _build(RunConfig, top, '', source, env)
+    if probs := p + probs: raise ConfigError(probs)
+    return RunConfig(**run, **{s: SECTIONS[s](**v) for s, v in kw.items()})
 
 def load_config(path) -> RunConfig:
     "Read a `RunConfig` from a `.yaml`/`.yml` or `.json` file, or a recipe shipped with coda (by name)."
@@ -249,7 +313,7 @@ def load_config(path) -> RunConfig:
         if type(e).__module__.startswith('yaml'): raise ValueError(f'config file {path} is not valid YAML: {e}') from e
         raise
     if not isinstance(d, dict): raise ValueError(f'config file {path}: expected a mapping of settings')
-    return config_from_dict(expand_env(d))
+    return config_from_dict(d, path, env=os.environ)
 
 # %% ../nbs/01_config.ipynb #0df1cda2
 _ENV = re.compile(r'\$\{(\w+)(?::-([^}]*))?\}')
@@ -349,13 +413,6 @@ def resolve_train(cfg: TrainConfig, ipc, n_classes) -> TrainConfig:
 
 
 # %% ../nbs/01_config.ipynb #d40347e3
-class ConfigError(ValueError):
-    "Settings that cannot run; `problems` lists them, each starting with its flag."
-    def __init__(self, problems):
-        self.problems = list(problems)
-        n = len(self.problems)
-        super().__init__(f"{n} setting{'s' if n > 1 else ''} cannot run:\n  " + '\n  '.join(self.problems))
-
 def resolve_config(cfg: RunConfig) -> RunConfig:
     "`cfg` with what follows from other settings filled in: the feature encoder and the student recipe."
     enc = cfg.features.encoder
@@ -376,7 +433,8 @@ _in = lambda *xs: (lambda v: v in xs)
 _dev = lambda v: v is None or bool(_DEVICE.fullmatch(str(v)))
 
 def _data_problems(d: DataConfig):
-    p = _check_fields(d, dict(dataset=(_in(*DATASETS), f"must be one of {', '.join(DATASETS)}")))
+    p = _check_fields(d, dict(dataset=(_in(*DATASETS), f"must be one of {', '.join(DATASETS)}"),
+                              max_pixels=(lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, 'must be an integer >= 0 (0: no limit)')))
     if d.dataset != 'digits' and d.root is None: p.append(('root', f'is needed for --dataset {d.dataset} (the dataset folder)'))
     if d.root is not None and d.dataset != 'digits' and not Path(d.root).expanduser().is_dir():
         p.append(('root', f'{d.root} is not a folder'))

@@ -19,10 +19,10 @@ log = logging.getLogger('coda')
 
 # %% auto #0
 __all__ = ['log', 'IMAGENET_PRESETS', 'IMAGE_EXTS', 'DIGITS_SIZE', 'SPLITS', 'imagenet_info', 'preset_wnids', 'wnid_prompt',
-           'ClassInfo', 'TargetDataset', 'load_rgb', 'list_imagenet', 'folder_prompt', 'list_imagefolder', 'coda_home',
-           'make_digits_folder', 'list_digits', 'show_dataset', 'dataset_root', 'list_dataset', 'count_images',
-           'listing_config', 'folder_times', 'listing_json', 'listing_from_json', 'listing_changes', 'list_run',
-           'read_listing', 'listing_counts']
+           'ClassInfo', 'TargetDataset', 'ImageTooLarge', 'set_max_pixels', 'load_rgb', 'list_imagenet',
+           'folder_prompt', 'list_imagefolder', 'coda_home', 'make_digits_folder', 'list_digits', 'show_dataset',
+           'dataset_root', 'list_dataset', 'count_images', 'listing_config', 'folder_times', 'listing_json',
+           'listing_from_json', 'listing_changes', 'list_run', 'read_listing', 'listing_counts']
 
 # %% ../nbs/02_data.ipynb #9e4f46ba
 IMAGENET_PRESETS = {
@@ -136,18 +136,36 @@ class TargetDataset:
         return f'TargetDataset({self.root.name!r}, split={self.split!r}, {len(self.classes)} classes, {self.n_images} images, {len(self.skipped)} skipped)'
 
 # %% ../nbs/02_data.ipynb #72d1f2bb
-def load_rgb(path):
-    "Open an image as RGB: greyscale, palette, CMYK and alpha images are converted."
+class ImageTooLarge(ValueError):
+    "An image with more pixels than the run's limit (found from its header: it is never decoded)."
+
+_MAX_PIXELS = [DataConfig.max_pixels]   # the process's limit: `set_max_pixels` sets it from the run's settings
+
+def set_max_pixels(n):
+    "Set the pixel limit `load_rgb` and the listing's check apply in this process (0: none); the previous limit is returned."
+    old, _MAX_PIXELS[0] = _MAX_PIXELS[0], int(n); return old
+
+def _check_pixels(im, max_pixels=None):
+    "Raise `ImageTooLarge` if the opened (not yet decoded) `im` has more pixels than the limit."
+    n = _MAX_PIXELS[0] if max_pixels is None else max_pixels
+    w, h = im.size
+    if n and w*h > n:
+        raise ImageTooLarge(f'{w}x{h} = {w*h:,} pixels, over the limit of {n:,} (--max-pixels; 0: no limit): '
+                            f'decoded it would take {w*h*3/2**30:.1f} GB')
+
+def load_rgb(path, max_pixels=None):
+    "Open an image as RGB: greyscale, palette, CMYK and alpha images are converted; one over the pixel limit raises `ImageTooLarge` before it is decoded."
     with Image.open(path) as im:
+        _check_pixels(im, max_pixels)
         im.load()
         if im.mode == 'RGB': return im.copy()
         if im.mode in ('P', 'LA', 'RGBA', 'PA') or 'transparency' in im.info: im = im.convert('RGBA')
         return im.convert('RGB')
 
-def _unreadable(path):
-    "None if `path` is a readable image, else the reason."
+def _unreadable(path, max_pixels=None):
+    "None if `path` is a readable image within the pixel limit, else the reason."
     try:
-        with Image.open(path) as im: im.verify()
+        with Image.open(path) as im: _check_pixels(im, max_pixels); im.verify()
         return None
     except Exception as e: return f'{type(e).__name__}: {e}'
 
@@ -343,7 +361,7 @@ def listing_config(cfg: DataConfig):
         if not Path(prompts).expanduser().is_file(): raise FileNotFoundError(f'--prompts: {prompts} is not a file (a JSON map of class folder -> prompt)')
         prompts = load_json(Path(prompts).expanduser())
     return dict(dataset=cfg.dataset, prompts=prompts, train_split=cfg.train_split, val_split=cfg.val_split,
-                verify_images=cfg.verify_images)
+                verify_images=cfg.verify_images, max_pixels=cfg.max_pixels)
 
 def _split_dir(root, split): return Path(root) if split is None else Path(root)/split
 
@@ -420,6 +438,7 @@ def _make_listing(cfg, folder, overwrite, check):
 def list_run(cfg: DataConfig, folder, overwrite=False, proc: Process = None, check=None) -> dict:
     "The train and val listings of `cfg`'s dataset (split -> `TargetDataset`): the run's `data` stage in `folder`, made once and reused while the dataset's folders are unchanged."
     proc = proc or current_process()
+    set_max_pixels(cfg.max_pixels)   # the run's limit, for the listing here and for every image this process reads later
     sets, err = None, None
     if proc.is_main:
         try: sets = _make_listing(cfg, folder, overwrite, check)

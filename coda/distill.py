@@ -15,10 +15,10 @@ from .config import (RunConfig, ConfigError, validate, resolve_config, parse_arg
 from .data import TargetDataset, list_imagefolder, list_run, listing_counts, count_images
 
 # %% auto #0
-__all__ = ['GENERATION_OFF', 'LIBS_RSS', 'stage_dirs', 'set_names', 'data_record', 'upstream_of', 'check_class_sizes', 'run_log',
-           'torch_threads', 'timed', 'distill_stages', 'distill', 'readable_train', 'list_distilled', 'run_sets',
-           'hard_recipe', 'evaluation_dir', 'evaluate', 'results_json', 'report_text', 'write_report', 'plan',
-           'coda_distill', 'coda_evaluate', 'run_cli', 'distill_cli', 'evaluate_cli']
+__all__ = ['GENERATION_OFF', 'LIBS_RSS', 'stage_dirs', 'set_names', 'data_record', 'upstream_of', 'check_class_sizes',
+           'check_class_agreement', 'run_log', 'torch_threads', 'timed', 'distill_stages', 'distill', 'readable_train',
+           'list_distilled', 'run_sets', 'hard_recipe', 'evaluation_dir', 'evaluate', 'results_json', 'report_text',
+           'write_report', 'plan', 'coda_distill', 'coda_evaluate', 'run_cli', 'distill_cli', 'evaluate_cli']
 
 # %% ../nbs/08_distill.ipynb #b9618dc8
 def stage_dirs(out):
@@ -53,6 +53,15 @@ def check_class_sizes(ds: TargetDataset, cfg: RunConfig):
     if small and not d.take_all:
         raise ConfigError([f'{flag_of("discovery", "ipc")}: {d.ipc} images per class, but the class(es) {", ".join(small[:10])} '
                            f'have no more images than that: lower --ipc, or pass --take-all to take all their images'])
+
+def check_class_agreement(train_ids, val_ids):
+    "Refuse (ConfigError) a validation split whose classes are not the training split's (evaluation would fail after every other stage)."
+    tr, va = set(train_ids), set(val_ids)
+    probs = []
+    if va - tr: probs.append(f'--root: {len(va - tr)} validation class(es) have no training images ({", ".join(sorted(va - tr)[:5])}): add them to train or remove them from val')
+    if tr - va: probs.append(f'--root: {len(tr - va)} training class(es) have no validation images ({", ".join(sorted(tr - va)[:5])}): add them to val or remove them from train')
+    if probs: raise ConfigError(probs)
+
 
 # %% ../nbs/08_distill.ipynb #2bbf4f6d
 @contextlib.contextmanager
@@ -146,7 +155,7 @@ def distill(cfg: RunConfig, proc=None, show_progress=True, log_to_stderr=False):
     proc = proc or current_process()
     out, dirs, timings = Path(cfg.out), stage_dirs(cfg.out), {}
     with RunLock(out, proc):
-        ds = list_run(cfg.data, dirs['data'], cfg.overwrite, proc, check=lambda sets: check_class_sizes(sets['train'], cfg))['train']
+        ds = list_run(cfg.data, dirs['data'], cfg.overwrite, proc, check=lambda sets: (check_class_agreement(sets['train'].class_ids, sets['val'].class_ids), check_class_sizes(sets['train'], cfg)))['train']
         with run_log(out, proc, log_to_stderr), torch_threads(cfg.cpu_threads):
             _run_stages(cfg, ds, dirs, proc, show_progress, timings)
     return dirs
@@ -385,6 +394,8 @@ def plan(cfg: RunConfig):
         sizes = list(counts['train'].values())
         k, n, nmax = len(sizes), sum(sizes), max(sizes)
         lines.append(f"data: {cfg.data.dataset}, {k} classes, {n:,} training images ({min(sizes)}-{nmax} a class), {sum(counts['val'].values()):,} validation images ({listed})")
+        try: check_class_agreement(counts['train'], counts['val'])
+        except ConfigError as e: problems += e.problems
         small = [c for c, m in counts['train'].items() if m <= d.ipc]
         if small and not d.take_all: problems.append(f'--ipc: {d.ipc} images per class, but {len(small)} class(es) have no more than that ({", ".join(small[:5])}): lower --ipc or pass --take-all')
         shape = _feature_shape(cfg)

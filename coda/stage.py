@@ -4,16 +4,17 @@
 
 # %% ../nbs/00_stage.ipynb #55a02ddf
 from __future__ import annotations
-import hashlib, json, logging, os, shutil, socket, sys, tempfile, time
+import hashlib, json, logging, os, shutil, socket, sys, tempfile, threading, time
 from dataclasses import dataclass, asdict, is_dataclass
 from pathlib import Path
 
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['log', 'RECORD', 'LOCK', 'current_umask', 'atomic_write', 'ArtefactError', 'jsonable', 'save_json', 'load_json',
-           'save_npy', 'load_npy', 'save_png', 'copy_file', 'file_digest', 'digest_problem', 'Process', 'shard',
-           'current_process', 'progress', 'config_diff', 'Stage', 'read_stage', 'RunLocked', 'RunLock']
+__all__ = ['log', 'RECORD', 'LOCK', 'HEARTBEAT', 'STALE', 'current_umask', 'atomic_write', 'ArtefactError', 'jsonable',
+           'save_json', 'load_json', 'save_npy', 'load_npy', 'save_png', 'copy_file', 'file_digest', 'digest_problem',
+           'Process', 'shard', 'current_process', 'progress', 'config_diff', 'Stage', 'read_stage', 'RunLocked',
+           'RunLock']
 
 # %% ../nbs/00_stage.ipynb #08dbde3e
 log = logging.getLogger('coda')
@@ -338,6 +339,17 @@ def read_stage(folder, name, fix='rerun coda_distill with the same settings to r
 
 # %% ../nbs/00_stage.ipynb #2f2f7abe
 LOCK = 'coda.lock'
+HEARTBEAT, STALE = 30, 120 # seconds between touches of a held lock; seconds without one after which its holder is gone
+_TOKEN = os.urandom(8).hex() # tells this process from an earlier one that had the same PID
+
+def _pid_ns():
+    "The PID namespace of this process: PIDs can be checked only inside the same one."
+    try: return os.readlink('/proc/self/ns/pid')
+    except OSError: return None
+
+def _job_id():
+    e = os.environ
+    return next((e[k] for k in ('SLURM_JOB_ID', 'PBS_JOBID', 'LSB_JOBID', 'JOB_ID') if e.get(k)), None)
 
 class RunLocked(RuntimeError):
     "Another run holds the lock of an output folder."
@@ -372,6 +384,23 @@ class RunLock:
         with os.fdopen(fd, 'w') as f: f.write(json.dumps(me))
         return True
 
+    def _gone(self, h, me):
+        "Why the holder `h` of the lock is certainly not running any more (None if it may be)."
+        if h.get('job') and h.get('job') == me['job']: return f"it is this scheduler job ({me['job']}), requeued"
+        if h.get('host') == me['host'] and h.get('pid') is not None and h.get('ns') == me['ns']:
+            if h['pid'] == me['pid'] and h.get('token') != me['token']: return 'its PID is now this run'
+            if h['pid'] != me['pid'] and not _alive(h['pid']): return 'it is no longer running'
+        if h.get('command') == me['command']:
+            try: age = time.time() - self.path.stat().st_mtime
+            except FileNotFoundError: return None
+            if age > STALE: return f'it ran the same command and stopped heartbeating {age:.0f} s ago'
+        return None
+
+    def _beat(self):
+        while not self._stop.wait(HEARTBEAT):
+            try: os.utime(self.path)
+            except OSError: pass
+
     def _refusal(self, h):
         return RunLocked(f"{self.folder} is in use by another coda run (PID {h.get('pid')} on host {h.get('host')}, "
                          f"started {h.get('started', '?')}: {h.get('command', '?')}). Wait for it to finish or stop it, "
@@ -384,20 +413,24 @@ def acquire(self: RunLock):
     err = None
     self.created = not self.folder.exists()
     if self.proc.is_main:
-        me = dict(pid=os.getpid(), host=socket.gethostname(), run=_launch_id(),
+        me = dict(pid=os.getpid(), host=socket.gethostname(), run=_launch_id(), job=_job_id(), token=_TOKEN, ns=_pid_ns(),
                   started=time.strftime('%Y-%m-%d %H:%M:%S'), command=' '.join([Path(sys.argv[0]).name] + sys.argv[1:]))
         for _ in range(3):
             if self._try_create(me): self.held = True; break
             h = self.holder()
             if h is None: continue
-            if h.get('host') == me['host'] and h.get('pid') is not None and not _alive(h['pid']):
-                log.warning(f"{self.path}: taking over the lock of run PID {h['pid']}, which is no longer running")
+            why = self._gone(h, me)
+            if why:
+                log.warning(f"{self.path}: taking over the lock of run PID {h.get('pid')} on host {h.get('host')}: {why}")
                 if self.holder() == h: self.path.unlink(missing_ok=True)
                 continue
             err = self._refusal(h); break
         else: err = RunLocked(f'{self.path}: could not take the lock; try again')
     self.proc.barrier()
     if err is not None: raise err
+    if self.held:
+        self._stop = threading.Event()
+        threading.Thread(target=self._beat, daemon=True).start()
     if not self.proc.is_main:
         h = self.holder() or {}
         if h.get('run') != _launch_id(): raise self._refusal(h)
@@ -406,7 +439,8 @@ def acquire(self: RunLock):
 @patch
 def release(self: RunLock):
     "Give the lock back (only if this run holds it); a folder the lock made and nothing filled is removed again."
-    if self.held and (self.holder() or {}).get('pid') == os.getpid():
+    if getattr(self, '_stop', None) is not None: self._stop.set()
+    if self.held and (self.holder() or {}).get('token') == _TOKEN:
         self.path.unlink(missing_ok=True)
         if getattr(self, 'created', False) and self.folder.is_dir() and not any(self.folder.iterdir()): self.folder.rmdir()
     self.held = False
