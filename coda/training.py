@@ -679,7 +679,8 @@ def evaluate_sets(sets: dict, val_ds: TargetDataset, cfg: TrainConfig, out_dir, 
     mine = [(name, item) for name, item in proc.shard(pairs) if not stages[name].done(item)]   # split first, then skip what is done
     dev = default_device(cfg.device, proc)
     w = n_workers(cfg, dev, len(mine), cpu_threads, proc)
-    if mine: val = load_images(val_ds, cfg.image_size, cfg.image_size * cfg.val_resize, cfg.resample)
+    vr = next(iter(rcfg.values())).val_resize   # the protocol's resolved validation resize (the same for every set)
+    if mine: val = load_images(val_ds, cfg.image_size, cfg.image_size * vr, cfg.resample)
     data = {}
     def images(name):   # one set in memory at a time when the students are trained one by one
         if name not in data:
