@@ -91,19 +91,19 @@ class TrainConfig:
     image_size: int = 256            # side of the student's input images
     convnet_depth: int = 3           # convnet: convolution blocks
     convnet_width: int = 128         # convnet: channels of each block
-    epochs: int | None = None        # default: hard 2000 (IPC <= 10), 1500 (<= 50), 1000 (<= 200), 500 (<= 500), 300; soft 300; times epoch_scale
+    epochs: int | None = None        # default: hard 3000 (IPC 1), 2000 (IPC <= 10), 1500 (<= 50), 1000 (<= 200), 500 (<= 500), 300, and with exactly 100 classes two thirds of that rounded down to a hundred (1300 at IPC 10, 1000 at IPC 50); soft 300; times epoch_scale
     epoch_scale: float = 1.0         # multiplies the default epochs of every set alike (a reduced budget that keeps the protocol's proportions; the digits demo: 0.025)
     epoch_images: int | None = None  # images per epoch; default: one pass over the set
-    batch_size: int | None = None    # default: hard 64; soft 50 (IPC <= 10) or 100, doubled for 100 classes or more
-    lr: float | None = None          # learning rate; default: hard 0.01 (SGD), soft 0.001 (AdamW)
+    batch_size: int | None = None    # default: hard 64, 128 with more than 100 classes; soft 10 (IPC 1), 50 (IPC <= 10) or 100, doubled for 100 classes or more, and never more than IPC x classes
+    lr: float | None = None          # learning rate; default: hard 0.01 (SGD), 0.1 with more than 100 classes; soft 0.001 (AdamW)
     momentum: float = 0.9            # SGD momentum (hard) / Adam beta1 (soft)
-    wd: float | None = None          # weight decay; default: hard 5e-4, soft 0.01
+    wd: float | None = None          # weight decay; default: hard 5e-4, 1e-4 with more than 100 classes; soft 0.01
     cutmix: float | None = 1.0       # CutMix Beta(a, a) parameter; none: no CutMix
     scale: tuple = (0.5, 1.0)        # RandomResizedCrop area range
     flip: bool = True                # random horizontal flips
     jitter: float | None = None      # colour jitter strength; default: hard 0.4, soft 0
     lighting: float | None = None    # PCA lighting noise std; default: hard 0.1, soft 0
-    val_resize: float = 8 / 7        # validation: resize to image_size * val_resize, then centre crop image_size
+    val_resize: float | None = None  # validation: resize the short side to image_size * val_resize, then centre crop image_size; default: hard 1 (Resize(256) + CenterCrop(256)), soft 8/7 (Resize(256) + CenterCrop(224))
     resample: str = 'bilinear'       # PIL filter that resizes images when they are loaded: bilinear, bicubic, lanczos, box, nearest
     eval_every: int | None = None    # test on the validation split every k epochs (and after the last); default: hard epochs // 100, soft 10
     eval_from: float | None = None   # ... only after this fraction of training; default: hard 0, soft 0.8
@@ -394,18 +394,21 @@ def parse_args(parser, argv, sections=tuple(SECTIONS), base: RunConfig | None = 
     return config_from_args(args, sections, base), switches
 
 # %% ../nbs/01_config.ipynb #6aa964df
-def ipc_epochs(ipc):
-    "Epochs of the hard-label protocol for a set of `ipc` images per class (IDC/Minimax table)."
-    return 2000 if ipc <= 10 else 1500 if ipc <= 50 else 1000 if ipc <= 200 else 500 if ipc <= 500 else 300
+def ipc_epochs(ipc, n_classes=10):
+    "Epochs of the hard-label protocol for a set of `ipc` images per class and `n_classes` classes (IDC/Minimax `test/argument.py`)."
+    e = 3000 if ipc <= 1 else 2000 if ipc <= 10 else 1500 if ipc <= 50 else 1000 if ipc <= 200 else 500 if ipc <= 500 else 300
+    return int(e * 2 / 3) // 100 * 100 if n_classes == 100 else e   # 100 classes: two thirds, rounded down to a hundred
 
 def resolve_train(cfg: TrainConfig, ipc, n_classes) -> TrainConfig:
     "`cfg` with every `None` replaced by its protocol's default for a set of `ipc` images per class and `n_classes` classes."
     hard = cfg.protocol == 'hard'
-    epochs = cfg.epochs or max(1, round((ipc_epochs(ipc) if hard else 300) * cfg.epoch_scale))
-    soft_bs = (50 if ipc <= 10 else 100) * (2 if n_classes >= 100 else 1)
-    return replace(cfg, epochs=epochs, batch_size=cfg.batch_size or (64 if hard else soft_bs),
-                   lr=cfg.lr if cfg.lr is not None else (0.01 if hard else 1e-3),
-                   wd=cfg.wd if cfg.wd is not None else (5e-4 if hard else 0.01),
+    epochs = cfg.epochs or max(1, round((ipc_epochs(ipc, n_classes) if hard else 300) * cfg.epoch_scale))
+    many = n_classes > 100   # hard labels, more than 100 classes: lr 0.1, weight decay 1e-4, batch >= 128
+    soft_bs = min((10 if ipc <= 1 else 50 if ipc <= 10 else 100) * (2 if n_classes >= 100 else 1), max(1, ipc * n_classes))
+    return replace(cfg, epochs=epochs, batch_size=cfg.batch_size or ((128 if many else 64) if hard else soft_bs),
+                   lr=cfg.lr if cfg.lr is not None else ((0.1 if many else 0.01) if hard else 1e-3),
+                   wd=cfg.wd if cfg.wd is not None else ((1e-4 if many else 5e-4) if hard else 0.01),
+                   val_resize=cfg.val_resize if cfg.val_resize is not None else (1.0 if hard else 8 / 7),
                    jitter=cfg.jitter if cfg.jitter is not None else (0.4 if hard else 0.0),
                    lighting=cfg.lighting if cfg.lighting is not None else (0.1 if hard else 0.0),
                    eval_every=cfg.eval_every or (max(1, epochs // 100) if hard else 10),
