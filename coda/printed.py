@@ -142,7 +142,7 @@ def _train_vae(vae, x, steps, batch_size, lr, kl_weight, gen, log_every, show):
         mse = torch.nn.functional.mse_loss(rec, xb)
         loss = mse + kl_weight * post.kl().mean() / post.mean[0].numel()
         opt.zero_grad(); loss.backward(); opt.step()
-        if i % log_every == 0 or i == steps - 1: losses.append(dict(step=i, mse=float(mse)))
+        if i % log_every == 0 or i == steps - 1: losses.append(dict(step=i, mse=float(mse.detach())))
     vae.eval()
     return losses
 
@@ -165,7 +165,7 @@ def _train_unet(pipe, z, captions, steps, batch_size, lr, gen, log_every, show):
         pred = pipe.unet(noise_sched.add_noise(z[j], noise, t), t, h).sample
         loss = torch.nn.functional.mse_loss(pred, noise)
         opt.zero_grad(); loss.backward(); opt.step()
-        if i % log_every == 0 or i == steps - 1: losses.append(dict(step=i, mse=float(loss)))
+        if i % log_every == 0 or i == steps - 1: losses.append(dict(step=i, mse=float(loss.detach())))
     pipe.unet.eval(); pipe.text_encoder.eval()
     return losses
 
