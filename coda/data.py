@@ -226,7 +226,7 @@ def _list_classes(sr, ids, prompts, imagenet_idx=None, verify=False, workers=8):
         bad = {p: r for p, r in zip(allf, reasons) if r}
         if bad:
             for p, r in bad.items(): log.info(f'skipped unreadable image {p}: {r}')
-            warnings.warn(f'skipped {len(bad)} unreadable image(s) under {sr} (they are listed in the run log)')
+            warnings.warn(f'skipped {len(bad)} unreadable image(s) under {sr} (each is named, with why, under "skipped" in the data stage\'s listing, e.g. data/val.json)')
             skipped = [(str(p), r) for p, r in bad.items()]
             files = {c: [p for p in fs if p not in bad] for c, fs in files.items()}
     empty = [c for c in ids if not files[c]]

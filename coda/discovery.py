@@ -15,7 +15,7 @@ import numpy as np
 from .config import DiscoveryConfig, flag_of
 from .data import TargetDataset, list_imagefolder
 from .stage import (Stage, Process, ArtefactError, current_process, read_stage, save_json, load_json, save_npy,
-                        load_npy, copy_file, progress)
+                        load_npy, copy_file, progress, usable_cpus)
 from .features import FeatureStore, load_feature_store, VaeEncoder, encode_paths, image_ids
 
 log = logging.getLogger('coda')
@@ -682,7 +682,7 @@ def _gathered(proc, x):
 def _workers(n_jobs, n_classes):
     "(worker processes, numba threads per worker) for this process: its share of the machine's cores."
     local = max(1, int(os.environ.get('LOCAL_WORLD_SIZE', '1')))
-    cores = max(1, (os.cpu_count() or 1) // local)
+    cores = max(1, usable_cpus() // local)   # the CPUs this job may use (taskset, cgroups), not the machine's
     jobs = max(1, min(cores if n_jobs in (-1, None) else n_jobs, n_classes))
     return jobs, max(1, cores // jobs)
 

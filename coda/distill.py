@@ -9,7 +9,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from .stage import (ArtefactError, RunLocked, RunLock, Stage, read_stage, current_process, save_json, load_json,
-                        jsonable, log)
+                        jsonable, log, Interrupted, stop_on_signals)
 from .config import (RunConfig, ConfigError, validate, resolve_config, parse_args, distill_parser, evaluate_parser, flag_of,
                          digits_recipe, default_training, TrainConfig, resolve_train, EVALUATE_SECTIONS)
 from .data import TargetDataset, list_imagefolder, list_run, listing_counts, count_images
@@ -488,8 +488,12 @@ def coda_evaluate(argv=None):
 
 # %% ../nbs/08_distill.ipynb #04193f0d
 def run_cli(command, prog, argv=None):
-    "Run `command`; a user's mistake ends it with `prog: error: <message>` and exit status 2, without a traceback."
-    try: return command(argv)
+    "Run `command`; a user's mistake ends it with `prog: error: <message>` and exit status 2, without a traceback; SIGTERM or SIGINT stops it (the lock given back, the workers stopped) with one line on resuming and status 128 + the signal."
+    try:
+        with stop_on_signals(): return command(argv)
+    except Interrupted as e:
+        print(f'{prog}: stopped by {e.name}; nothing finished is lost: rerun the same command to resume', file=sys.stderr)
+        sys.exit(e.status)
     except SystemExit: raise
     except (ConfigError, ArtefactError, RunLocked, ValueError, OSError) as e:
         log.debug('command failed', exc_info=True)

@@ -14,7 +14,7 @@ from fastcore.basics import patch
 __all__ = ['log', 'RECORD', 'LOCK', 'HEARTBEAT', 'STALE', 'current_umask', 'atomic_write', 'ArtefactError', 'jsonable',
            'save_json', 'load_json', 'save_npy', 'load_npy', 'save_png', 'copy_file', 'file_digest', 'digest_problem',
            'Process', 'shard', 'current_process', 'progress', 'config_diff', 'Stage', 'read_stage', 'RunLocked',
-           'RunLock']
+           'RunLock', 'Interrupted', 'stop_on_signals', 'usable_cpus']
 
 # %% ../nbs/00_stage.ipynb #08dbde3e
 log = logging.getLogger('coda')
@@ -448,3 +448,30 @@ def release(self: RunLock):
 def __enter__(self: RunLock): return self.acquire()
 @patch
 def __exit__(self: RunLock, *a): self.release()
+
+# %% ../nbs/00_stage.ipynb #3530436f
+import signal, contextlib
+
+class Interrupted(KeyboardInterrupt):
+    "The run was stopped by the signal `signum` (SIGTERM or SIGINT)."
+    def __init__(self, signum):
+        super().__init__(signum); self.signum = signum
+    @property
+    def name(self): return signal.Signals(self.signum).name
+    @property
+    def status(self): return 128 + self.signum
+
+@contextlib.contextmanager
+def stop_on_signals(signums=(signal.SIGTERM, signal.SIGINT)):
+    "While inside, the signals `signums` raise `Interrupted` in the main thread; the previous handlers are restored after."
+    if threading.current_thread() is not threading.main_thread(): yield; return   # handlers can only be set there
+    def handler(signum, frame): raise Interrupted(signum)
+    old = {s: signal.signal(s, handler) for s in signums}
+    try: yield
+    finally:
+        for s, h in old.items(): signal.signal(s, h)
+
+def usable_cpus():
+    "How many CPUs this process may run on (its affinity: `taskset`, a scheduler's cgroup cpuset), else the machine's count."
+    try: return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError): return os.cpu_count() or 1

@@ -30,7 +30,7 @@ with warnings.catch_warnings():   # importing fastai calls torch.jit.script, whi
 
 from .config import TrainConfig, RunConfig, STUDENTS, digits_recipe, validate
 from .data import TargetDataset, ClassInfo, load_rgb
-from .stage import Stage, Process, current_process, atomic_write, save_json, load_json, jsonable, file_digest, progress
+from .stage import Stage, Process, current_process, atomic_write, save_json, load_json, jsonable, file_digest, progress, usable_cpus
 
 log = logging.getLogger('coda')
 
@@ -647,7 +647,7 @@ def n_workers(cfg: TrainConfig, dev, n_items, cpu_threads=1, proc: Process = Non
     "How many students a process trains at once: 1 on a GPU, else `cfg.workers` or its share of the cores (`cpu_threads` each), at most `n_items`."
     if torch.device(dev).type != 'cpu' or n_items < 2: return 1
     if cfg.workers: return min(cfg.workers, n_items)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    cores = usable_cpus()
     local = int(os.environ.get('LOCAL_WORLD_SIZE', (proc or current_process()).world))   # the processes of the run on this machine
     return max(1, min(n_items, cores // (cpu_threads * local)))
 
@@ -707,7 +707,13 @@ def evaluate_sets(sets: dict, val_ds: TargetDataset, cfg: TrainConfig, out_dir, 
         order = sorted(mine, key=lambda k: -_cost(rcfg[k[0]], len(images(k[0])[0])))
         with ProcessPoolExecutor(w, mp_context=multiprocessing.get_context('spawn')) as ex:
             futs = {ex.submit(ct._train_job, *job(*k)): k for k in order}
-            for f in progress(as_completed(futs), total=len(futs), desc=desc, show=show_progress): done(*futs[f], f.result())
+            try:
+                for f in progress(as_completed(futs), total=len(futs), desc=desc, show=show_progress): done(*futs[f], f.result())
+            except BaseException:   # stopped (a signal, an error): end the workers now, not after the students they are training
+                procs = list((getattr(ex, '_processes', None) or {}).values())
+                ex.shutdown(wait=False, cancel_futures=True)
+                for q in procs: q.terminate()
+                raise
     proc.barrier()
     for st in stages.values():
         if missing := [i for i in seeds if st.item(i) is None]:
