@@ -96,7 +96,7 @@ CAPTIONS = ('a printed digit {d}', 'the digit {w}', 'a {d}', 'the number {w}', '
 
 def digit_image(a, size=32):
     "The 0-16 digit array `a` as a `size` x `size` RGB PIL image, each pixel repeated (as the digits demo writes its images)."
-    a = np.asarray(a)
+    a = np.asarray(a, np.float64)   # uint8 input would overflow in a * 255
     if size % a.shape[0]: raise ValueError(f'size must be a multiple of {a.shape[0]}, got {size}')
     k = size // a.shape[0]
     return Image.fromarray(np.kron((a * 255 / 16).round().astype(np.uint8), np.ones((k, k), np.uint8))).convert('RGB')
