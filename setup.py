@@ -38,7 +38,7 @@ setuptools.setup(
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=['coda', 'coda.*']),
     include_package_data=True,
-    package_data={'coda': ['configs/*.yaml']},
+    package_data={'coda': ['configs/*.yaml', 'models/*/*.json', 'models/*/*/*.json', 'models/*/*/*.txt', 'models/*/*/*.safetensors']},
     install_requires=requirements,
     extras_require={'dev': dev_requirements},
     dependency_links=cfg.get('dep_links', '').split(),

@@ -9,19 +9,38 @@ from dataclasses import dataclass, field, fields, replace, MISSING
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['DTYPES', 'STUDENTS', 'BASELINES', 'DATASETS', 'SECTIONS', 'PREFIX', 'DIGITS_SOFT', 'DISTILL_SWITCHES',
-           'EVALUATE_SECTIONS', 'DataConfig', 'FeatureConfig', 'DiscoveryConfig', 'GenerationConfig', 'TrainConfig',
-           'RunConfig', 'flag_table', 'flag_of', 'parse_value', 'field_help', 'make_parser', 'ConfigError',
-           'config_from_dict', 'load_config', 'expand_env', 'recipes_dir', 'list_recipes', 'find_config',
-           'default_training', 'digits_recipe', 'set_field', 'config_from_args', 'parse_args', 'ipc_epochs',
-           'resolve_train', 'resolve_config', 'check_config', 'validate', 'distill_parser', 'evaluate_parser']
+__all__ = ['DTYPES', 'STUDENTS', 'SELECTIONS', 'BASELINES', 'DATASETS', 'BUNDLED_MODELS', 'SECTIONS', 'PREFIX', 'DIGITS_SOFT',
+           'DISTILL_SWITCHES', 'EVALUATE_SECTIONS', 'bundled_model_dir', 'model_source', 'DataConfig', 'FeatureConfig',
+           'DiscoveryConfig', 'GenerationConfig', 'TrainConfig', 'RunConfig', 'flag_table', 'flag_of', 'parse_value',
+           'field_help', 'make_parser', 'ConfigError', 'config_from_dict', 'load_config', 'expand_env', 'recipes_dir',
+           'list_recipes', 'find_config', 'default_training', 'digits_recipe', 'set_field', 'config_from_args',
+           'parse_args', 'ipc_epochs', 'resolve_train', 'resolve_config', 'check_config', 'validate', 'distill_parser',
+           'evaluate_parser']
 
 # %% ../nbs/01_config.ipynb #b15b57b3
 DTYPES = ('float32', 'float16', 'bfloat16')
 STUDENTS = ('convnet', 'resnetap10', 'resnet18', 'resnet18_small')
-BASELINES = ('random', 'kmeans')
+SELECTIONS = ('random', 'kmeans')   # other selections of real images, made by core discovery's stage
+BASELINES = SELECTIONS + ('t2i',)  # ... and the model's own images, unguided
 DATASETS = ('digits', 'folder', 'imagenette', 'imagewoof', 'imageidc', 'imagenet-a', 'imagenet-b', 'imagenet-c',
             'imagenet-d', 'imagenet-e', 'imagenet-100', 'imagenet-1k')
+
+# %% ../nbs/01_config.ipynb #2344a4f3
+BUNDLED_MODELS = {
+    'coda:printed-digits': 'SD 1.x text-to-image model of 32 px printed digits, trained by coda on matplotlib\'s fonts (never on '
+                           'handwriting): the digits demo\'s model',
+}
+
+def bundled_model_dir(name) -> Path:
+    "The folder of the model `name` (`coda:<name>`) that ships inside coda."
+    if name not in BUNDLED_MODELS:
+        raise ValueError(f"{name!r} is not a model that ships with coda; those are: {', '.join(BUNDLED_MODELS)}")
+    from importlib.resources import files
+    return Path(str(files('coda')/'models'))/name.split(':', 1)[1]
+
+def model_source(ref):
+    "Where a model reference `ref` loads from: a bundled model's folder for `coda:<name>`, else `ref` itself (a folder or hub id)."
+    return str(bundled_model_dir(ref)) if isinstance(ref, str) and ref.startswith('coda:') else ref
 
 # %% ../nbs/01_config.ipynb #80248fb8
 @dataclass
@@ -65,7 +84,7 @@ class DiscoveryConfig:
 @dataclass
 class GenerationConfig:
     "How the distilled images are generated (defaults: the paper's)."
-    model: str | None = None         # text-to-image model, a local diffusers folder or a hub id (the paper: stabilityai/stable-diffusion-xl-base-1.0); none: no generation
+    model: str | None = 'auto'       # text-to-image model: a local diffusers folder, a hub id (the paper: stabilityai/stable-diffusion-xl-base-1.0) or a model shipped with coda (coda:printed-digits); auto: coda:printed-digits for the digits demo (pixel features aside), else none; none: no generation
     vae: str | None = None           # VAE that decodes the generated latents instead of the model's own (the paper decodes with the model's own)
     refiner: str | None = None       # SDXL refiner, folder or hub id; it runs the last 1 - denoising_end of the schedule, unguided
     denoising_end: float = 1.0       # fraction of the schedule the base model runs (diffusers' denoising_end); below 1 needs a refiner
@@ -120,7 +139,7 @@ class TrainConfig:
 class RunConfig:
     "A whole run: where it writes, what it compares, and one config per stage."
     out: str = 'coda_out'            # output folder of the run
-    baselines: tuple = BASELINES     # selection baselines evaluated beside CoDA ('none' for none)
+    baselines: tuple = BASELINES     # baselines evaluated beside CoDA: random, kmeans (real images chosen otherwise), t2i (the model's images unguided: same prompts, seeds and steps, gamma 0; with a model only); 'none' for none
     full: bool = True                # also train students on the full real training split
     overwrite: bool = False          # rebuild stages whose folder was made from other settings
     cpu_threads: int = 1             # torch CPU threads per process in every stage; fixed, so that results do not depend on the number of processes
@@ -417,11 +436,13 @@ def resolve_train(cfg: TrainConfig, ipc, n_classes) -> TrainConfig:
 
 # %% ../nbs/01_config.ipynb #d40347e3
 def resolve_config(cfg: RunConfig) -> RunConfig:
-    "`cfg` with what follows from other settings filled in: the feature encoder and the student recipe."
+    "`cfg` with what follows from other settings filled in: the model, the feature encoder and the student recipe."
+    model = cfg.generation.model
+    if model == 'auto': model = 'coda:printed-digits' if cfg.data.dataset == 'digits' and cfg.features.encoder != 'pixel' else None
     enc = cfg.features.encoder
-    if enc == 'auto': enc = 'vae' if (cfg.generation.model or cfg.features.vae) else 'pixel'
+    if enc == 'auto': enc = 'vae' if (model or cfg.features.vae) else 'pixel'
     training = cfg.training or default_training(cfg.data.dataset)
-    return replace(cfg, features=replace(cfg.features, encoder=enc), training=training)
+    return replace(cfg, features=replace(cfg.features, encoder=enc), generation=replace(cfg.generation, model=model), training=training)
 
 # %% ../nbs/01_config.ipynb #e17c2c82
 _DEVICE = re.compile(r'(cpu|mps|cuda(:\d+)?)')
@@ -477,6 +498,8 @@ def _generation_problems(g: GenerationConfig):
                               scheduler=(_in('dpm++karras', 'model'), 'must be dpm++karras or model'),
                               dtype=(_in('auto', *DTYPES), f"must be auto, {', '.join(DTYPES)}"),
                               device=(_dev, 'must be cpu, cuda, cuda:<i>, mps or none'), batch_size=(_pos, 'must be >= 1')))
+    if isinstance(g.model, str) and g.model.startswith('coda:') and g.model not in BUNDLED_MODELS:
+        p.append(('model', f"{g.model!r} is not a model that ships with coda; those are: {', '.join(BUNDLED_MODELS)}"))
     if g.refiner and isinstance(g.denoising_end, (int, float)) and g.denoising_end >= 1:
         p.append(('denoising_end', 'must be below 1 with --refiner (e.g. 0.8): the refiner runs the last 1 - denoising_end'))
     if not g.refiner and isinstance(g.denoising_end, (int, float)) and g.denoising_end < 1:

@@ -11,25 +11,31 @@ from pathlib import Path
 from .stage import (ArtefactError, RunLocked, RunLock, Stage, read_stage, current_process, save_json, load_json,
                         jsonable, log, Interrupted, stop_on_signals)
 from .config import (RunConfig, ConfigError, validate, resolve_config, parse_args, distill_parser, evaluate_parser, flag_of,
-                         digits_recipe, default_training, TrainConfig, resolve_train, EVALUATE_SECTIONS)
+                         digits_recipe, default_training, TrainConfig, resolve_train, EVALUATE_SECTIONS, SELECTIONS, model_source)
 from .data import TargetDataset, list_imagefolder, list_run, listing_counts, count_images
 
 # %% auto #0
-__all__ = ['GENERATION_OFF', 'LIBS_RSS', 'stage_dirs', 'set_names', 'data_record', 'upstream_of', 'check_class_sizes',
-           'check_class_agreement', 'run_log', 'torch_threads', 'timed', 'distill_stages', 'distill', 'readable_train',
-           'list_distilled', 'run_sets', 'hard_recipe', 'evaluation_dir', 'evaluate', 'results_json', 'report_text',
-           'write_report', 'plan', 'coda_distill', 'coda_evaluate', 'run_cli', 'distill_cli', 'evaluate_cli']
+__all__ = ['GENERATION_OFF', 'LIBS_RSS', 'stage_dirs', 'set_names', 'generated_names', 'data_record', 'upstream_of',
+           'check_class_sizes', 'check_class_agreement', 'run_log', 'torch_threads', 'timed', 'generation_config',
+           'distill_stages', 'distill', 'readable_train', 'list_distilled', 'run_sets', 'hard_recipe', 'evaluation_dir',
+           'evaluate', 'results_json', 'show_alignment', 'report_text', 'write_report', 'plan', 'coda_distill',
+           'coda_evaluate', 'run_cli', 'distill_cli', 'evaluate_cli']
 
 # %% ../nbs/08_distill.ipynb #b9618dc8
 def stage_dirs(out):
     "The folder of each stage of a run in `out`."
     out = Path(out)
     return dict(data=out/'data', features=out/'features', core=out/'core', random=out/'random', kmeans=out/'kmeans',
-                generation=out/'generation', evaluation=out/'evaluation', report=out/'report')
+                generation=out/'generation', t2i=out/'t2i', evaluation=out/'evaluation', report=out/'report')
 
 def set_names(cfg: RunConfig):
-    "Name -> discovery folder key of the sets a run selects: CoDA's core set and each baseline."
-    return {'coda_core': 'core', **{b: b for b in cfg.baselines}}
+    "Name -> discovery folder key of the sets a run selects: CoDA's core set and each selection baseline."
+    return {'coda_core': 'core', **{b: b for b in cfg.baselines if b in SELECTIONS}}
+
+def generated_names(cfg: RunConfig):
+    "Name -> stage folder key of the sets a run generates: `coda` (aligned) and, as a baseline, `t2i` (unguided); none without a model."
+    if not cfg.generation.model: return {}
+    return {'coda': 'generation', **({'t2i': 't2i'} if 't2i' in cfg.baselines else {})}
 
 # %% ../nbs/08_distill.ipynb #5bc97cc9
 def data_record(cfg: RunConfig, ds: TargetDataset):
@@ -119,20 +125,28 @@ def _discovery(method, key):
                               proc=proc, show_progress=show)
     return run
 
-def _generation(cfg, ds, dirs, proc, show, ctx):
-    from coda.generation import load_pipeline, load_refiner, generate
-    from coda.discovery import load_core_set
-    pipe = load_pipeline(cfg.generation, proc=proc)
-    refiner = load_refiner(cfg.generation, pipe) if cfg.generation.refiner else None
-    targets = [(c.class_id, c.class_index, c.prompt, c.latents) for c in load_core_set(dirs['core'])]
-    return generate(pipe, targets, dirs['generation'], cfg.generation, refiner=refiner, upstream=upstream_of(dirs['core']),
-                    overwrite=cfg.overwrite, proc=proc, show_progress=show)
+def generation_config(cfg: RunConfig, key):
+    "The generation settings of the stage `key`: the run's for `generation`, the same with gamma 0 (unguided) for `t2i`."
+    return replace(cfg.generation, gamma=0.0) if key == 't2i' else cfg.generation
+
+def _generation(key):
+    def run(cfg, ds, dirs, proc, show, ctx):
+        from coda.generation import load_pipeline, load_refiner, generate
+        from coda.discovery import load_core_set
+        g = generation_config(cfg, key)
+        if 'pipe' not in ctx: ctx['pipe'] = load_pipeline(g, proc=proc)   # loaded once for both generated sets
+        pipe = ctx['pipe']
+        refiner = load_refiner(g, pipe) if g.refiner else None
+        targets = [(c.class_id, c.class_index, c.prompt, c.latents) for c in load_core_set(dirs['core'])]
+        return generate(pipe, targets, dirs[key], g, refiner=refiner, upstream=upstream_of(dirs['core']),
+                        overwrite=cfg.overwrite, proc=proc, show_progress=show)
+    return run
 
 def distill_stages(cfg: RunConfig):
     "The stages `distill` runs for `cfg`, in order: (name, function(cfg, dataset, dirs, proc, show_progress, context))."
     stages = [('features', _features)]
     stages += [(f'discovery ({m})', _discovery('coda' if m == 'coda_core' else m, k)) for m, k in set_names(cfg).items()]
-    if cfg.generation.model: stages.append(('generation', _generation))
+    stages += [('generation' if m == 'coda' else f'generation ({m})', _generation(k)) for m, k in generated_names(cfg).items()]
     return stages
 
 # %% ../nbs/08_distill.ipynb #2d79d2cc
@@ -190,12 +204,12 @@ def run_sets(cfg: RunConfig, train: TargetDataset):
     "Name -> (set, upstream record) of the run's own distilled sets; each stage folder is content-checked first."
     dirs, fix = stage_dirs(cfg.out), f'rerun coda_distill with the run\'s settings (--out {cfg.out}) to rebuild it'
     sets = {}
+    for name, key in generated_names(cfg).items():   # the generated sets first: CoDA's product, then the unguided model
+        read_stage(dirs[key], 'generation', fix)
+        sets[name] = (list_distilled(dirs[key], train, name), upstream_of(dirs[key]))
     for name, key in set_names(cfg).items():
         read_stage(dirs[key], 'discovery', fix)
         sets[name] = (list_distilled(dirs[key]/'images', train, name), upstream_of(dirs[key]))
-    if cfg.generation.model:
-        read_stage(dirs['generation'], 'generation', fix)
-        sets['coda'] = (list_distilled(dirs['generation'], train, 'coda'), upstream_of(dirs['generation']))
     return sets
 
 def hard_recipe(t: TrainConfig, dataset) -> TrainConfig:
@@ -273,7 +287,28 @@ def _figures(cfg: RunConfig, res):
         g = list_imagefolder(dirs['generation'])
         k = min(cfg.discovery.ipc, 10)
         figs['generated_images.png'] = show_dataset(g, n=k, figsize=(k * 0.7, len(g.classes) * 0.8))
+        figs['alignment.png'] = show_alignment(dirs['core'], {n: dirs[key] for n, key in reversed(generated_names(cfg).items())})
     return figs
+
+def show_alignment(core_dir, generated: dict, n_classes=4, per_class=3, size=0.8):
+    "Side by side for the first `n_classes` classes: each representative of the core set in `core_dir`, then its image in each `generated` set (name -> folder)."
+    import matplotlib.pyplot as plt
+    from coda.data import load_rgb
+    cids = read_stage(core_dir, 'discovery').items[:n_classes]
+    cols = 1 + len(generated)
+    fig, axs = plt.subplots(len(cids), cols * per_class, figsize=(cols * per_class * size, len(cids) * size), squeeze=False)
+    for r, cid in enumerate(cids):
+        names = load_json(Path(core_dir)/f'{cid}.json')['images']
+        for k in range(per_class):
+            files = [Path(core_dir)/'images'/cid/names[k] if k < len(names) else None] + [Path(f)/cid/f'{k}.png' for f in generated.values()]
+            for j, f in enumerate(files):
+                ax = axs[r][k * cols + j]
+                ax.set_xticks([]); ax.set_yticks([])
+                if f is not None and f.exists(): ax.imshow(load_rgb(f))
+                if r == 0: ax.set_title(['representative', *generated][j], fontsize=6)
+        axs[r][0].set_ylabel(cid, rotation=0, fontsize=7, labelpad=8)
+    fig.tight_layout(pad=0.1)
+    return fig
 
 def _demo_note(cfg):
     if cfg.data.dataset == 'digits' and cfg.training == default_training('digits', cfg.training.protocol):
@@ -320,6 +355,7 @@ def write_report(res, cfg: RunConfig):
 # %% ../nbs/08_distill.ipynb #da07dc02
 def _model_status(ref, marker):
     "(where the model `ref` is, problem or None): a local folder, the Hugging Face cache, or the hub."
+    if str(ref).startswith('coda:'): return ('shipped with coda', None) if (Path(model_source(ref))/marker).exists() else (None, f'{ref}: its folder {model_source(ref)} lacks {marker}: reinstall coda')
     p = Path(ref).expanduser()
     if p.is_dir():
         return ('local folder', None) if (p/marker).exists() else (None, f'{ref} is a folder without {marker}: not a diffusers model folder')
@@ -337,7 +373,7 @@ def _model_status(ref, marker):
 
 def _local_json(ref, *parts):
     "A model folder's JSON file, or None where it is not local."
-    p = Path(str(ref)).expanduser().joinpath(*parts) if ref else None
+    p = Path(str(model_source(ref))).expanduser().joinpath(*parts) if ref else None
     return load_json(p) if p is not None and p.is_file() else None
 
 # %% ../nbs/08_distill.ipynb #05e50800
@@ -405,13 +441,15 @@ def plan(cfg: RunConfig):
                      + (f', then {k * d.ipc:,} encodes of the picks at full resolution' if cfg.features.discovery_resolution else ''))
         cls = None if dim is None else nmax * dim * 6 + nmax * nmax * 8   # a class: float16 features, float32 standardised copy, pair distances
         ram = '?' if dim is None else f'{_gb(LIBS_RSS + cls)} a worker process, {_gb(LIBS_RSS + 2 * cls)} for a single process, which overlaps two classes'
-        lines.append(f'discovery: {k} classes x {1 + len(cfg.baselines)} selections (CoDA, {", ".join(cfg.baselines) or "no baseline"}); '
+        sel = [b for b in cfg.baselines if b in SELECTIONS]
+        lines.append(f'discovery: {k} classes x {1 + len(sel)} selections (CoDA, {", ".join(sel) or "no baseline"}); '
                      f'peak memory about {ram} (largest class {nmax}; estimate)')
         if g.model:
-            imgs = k * d.ipc
+            n_sets = len(generated_names(cfg))
+            imgs = k * d.ipc * n_sets
             cfgx = 2 if g.guidance_scale > 1 else 1
             base = int(g.num_inference_steps * g.denoising_end + 0.5)
-            lines.append(f'generation: {imgs:,} images; UNet calls: {imgs:,} x {base} steps x {cfgx} (CFG) = {imgs * base * cfgx:,} base'
+            lines.append(f'generation: {imgs:,} images ({" and ".join(generated_names(cfg))}); UNet calls: {imgs:,} x {base} steps x {cfgx} (CFG) = {imgs * base * cfgx:,} base'
                          + (f' + {imgs * (g.num_inference_steps - base) * cfgx:,} refiner' if g.refiner else ''))
         else: lines.append(f'generation: {GENERATION_OFF}')
         lines += _plan_training(cfg, k, d.ipc, nmax)
@@ -423,7 +461,7 @@ def plan(cfg: RunConfig):
 
 def _plan_training(cfg, k, ipc, nmax):
     "The plan of the evaluation: sets, trainings and their epochs."
-    sets = ['coda_core', *cfg.baselines] + (['coda'] if cfg.generation.model else [])
+    sets = [*generated_names(cfg), *set_names(cfg)]
     small = resolve_train(cfg.training, ipc, k)
     out = [f'evaluation: {len(sets)} distilled set(s) x {small.seeds} seeds, {small.epochs} epochs each ({cfg.training.protocol}-label, '
            f'{cfg.training.arch} at {cfg.training.image_size} px)']

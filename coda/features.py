@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
-from .config import FeatureConfig, DTYPES, flag_of
+from .config import FeatureConfig, DTYPES, flag_of, model_source
 from .data import TargetDataset, load_rgb
 from .stage import (Stage, Process, ArtefactError, current_process, read_stage, save_json, load_json, save_npy,
                         load_npy, progress)
@@ -55,7 +55,7 @@ def _torch_dtype(name):
 def _vae_source(model, vae):
     if vae is None and model is None:
         raise ValueError(f"the VAE encoder needs `model` (a diffusers model folder or hub id) or `vae` ({flag_of('features', 'vae')}, a VAE folder or hub id)")
-    return (str(vae), {}) if vae is not None else (str(model), dict(subfolder='vae'))
+    return (str(model_source(vae)), {}) if vae is not None else (str(model_source(model)), dict(subfolder='vae'))
 
 def hub_offline():
     "Is `HF_HUB_OFFLINE` set (read as huggingface_hub reads it), so that no model may be downloaded?"
@@ -100,7 +100,7 @@ def default_resolution(model, vae=None):
     "The model's default generation resolution: UNet `sample_size` x the VAE scale factor (configs only)."
     if model is None: raise ValueError('resolution=None needs the model (to read unet/config.json); with only a VAE, give --resolution')
     from diffusers import UNet2DConditionModel
-    try: ss = UNet2DConditionModel.load_config(str(model), subfolder='unet')['sample_size']
+    try: ss = UNet2DConditionModel.load_config(str(model_source(model)), subfolder='unet')['sample_size']
     except Exception as e:
         if not _is_local(model) and hub_offline(): raise hub_error('model', model, e) from e
         raise ValueError(f'cannot read the UNet config of {model} to find its generation resolution ({type(e).__name__}: {e}); '

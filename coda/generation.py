@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_generation.ipynb #66072093
 from __future__ import annotations
-import hashlib, logging, time
+import contextlib, hashlib, logging, time
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .config import GenerationConfig, ConfigError, flag_of, _generation_problems
+from .config import GenerationConfig, ConfigError, flag_of, _generation_problems, model_source
 from .stage import Stage, Process, current_process, save_png, jsonable, progress, ArtefactError
 from .guidance import coda_guidance, check_guidable, paper_scheduler, SUPPORTED_PIPELINES, _class_names
 
@@ -44,6 +44,7 @@ def _from_pretrained(cls, name, what, **kw):
     "`cls.from_pretrained(name)` with safetensors only, never code from the model's folder, and errors that say how to provide the model."
     from diffusers import DiffusionPipeline
     if issubclass(cls, DiffusionPipeline): kw['trust_remote_code'] = False
+    name = model_source(name)   # coda:<name>: the folder of a model that ships with coda
     p = Path(str(name)).expanduser()
     if p.exists():
         if not p.is_dir(): raise NotADirectoryError(f'the {what} {name} is a file; pass a diffusers folder (with model_index.json or config.json)')
@@ -167,7 +168,7 @@ def _run_batch(pipe, refiner, targets, batch, emb, ref_emb, cfg, size):
     shape = (1,) + latent_shape(pipe, h, w)
     x_T = torch.cat([randn_tensor(shape, generator=g, device=torch.device('cpu'), dtype=torch.float32) for g in gens]).to(device, dtype)
     z = np.stack([targets[j][3][k] for j, k in batch])
-    with coda_guidance(pipe, z, cfg.gamma, cfg.guide_frac):
+    with coda_guidance(pipe, z, cfg.gamma, cfg.guide_frac) if cfg.gamma else contextlib.nullcontext():   # gamma 0: the plain pipeline
         images = pipe(num_inference_steps=cfg.num_inference_steps, guidance_scale=cfg.guidance_scale, height=h, width=w, latents=x_T,
                       generator=gens, output_type='latent' if refiner is not None else 'pil',
                       **(dict(denoising_end=cfg.denoising_end) if refiner is not None else {}), **kw).images
