@@ -317,7 +317,8 @@ def make_digits_folder(root=None, size=DIGITS_SIZE, val_frac=0.2, seed=0):
 def list_digits(root=None, split='train', verify=False):
     "List the digits demo dataset (made on first use)."
     root = make_digits_folder(root)
-    return list_imagefolder(root, split, prompts={str(d): f'a handwritten digit {d}' for d in range(10)}, verify=verify)
+    words = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine')
+    return list_imagefolder(root, split, prompts={str(d): f'the digit {w}' for d, w in enumerate(words)}, verify=verify)
 
 # %% ../nbs/02_data.ipynb #0c7c4584
 def show_dataset(ds, n=8, figsize=None):
