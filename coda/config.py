@@ -10,12 +10,12 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['DTYPES', 'STUDENTS', 'SELECTIONS', 'BASELINES', 'DATASETS', 'BUNDLED_MODELS', 'SECTIONS', 'PREFIX', 'DIGITS_SOFT',
-           'DISTILL_SWITCHES', 'EVALUATE_SECTIONS', 'bundled_model_dir', 'model_source', 'DataConfig', 'FeatureConfig',
-           'DiscoveryConfig', 'GenerationConfig', 'TrainConfig', 'RunConfig', 'flag_table', 'flag_of', 'parse_value',
-           'field_help', 'make_parser', 'ConfigError', 'config_from_dict', 'load_config', 'expand_env', 'recipes_dir',
-           'list_recipes', 'find_config', 'default_training', 'digits_recipe', 'set_field', 'config_from_args',
-           'parse_args', 'ipc_epochs', 'resolve_train', 'resolve_config', 'check_config', 'validate', 'distill_parser',
-           'evaluate_parser']
+           'DISTILL_SWITCHES', 'EVALUATE_SECTIONS', 'bundled_model_dir', 'model_source', 'generation_batch_size',
+           'DataConfig', 'FeatureConfig', 'DiscoveryConfig', 'GenerationConfig', 'TrainConfig', 'RunConfig',
+           'flag_table', 'flag_of', 'parse_value', 'field_help', 'make_parser', 'ConfigError', 'config_from_dict',
+           'load_config', 'expand_env', 'recipes_dir', 'list_recipes', 'find_config', 'default_training',
+           'digits_recipe', 'set_field', 'config_from_args', 'parse_args', 'ipc_epochs', 'resolve_train',
+           'resolve_config', 'check_config', 'validate', 'distill_parser', 'evaluate_parser']
 
 # %% ../nbs/01_config.ipynb #b15b57b3
 DTYPES = ('float32', 'float16', 'bfloat16')
@@ -25,10 +25,10 @@ BASELINES = SELECTIONS + ('t2i',)  # ... and the model's own images, unguided
 DATASETS = ('digits', 'folder', 'imagenette', 'imagewoof', 'imageidc', 'imagenet-a', 'imagenet-b', 'imagenet-c',
             'imagenet-d', 'imagenet-e', 'imagenet-100', 'imagenet-1k')
 
-# %% ../nbs/01_config.ipynb #2344a4f3
-BUNDLED_MODELS = {
-    'coda:printed-digits': 'SD 1.x text-to-image model of 32 px printed digits, trained by coda on matplotlib\'s fonts (never on '
-                           'handwriting): the digits demo\'s model',
+# %% ../nbs/01_config.ipynb #1598931b
+BUNDLED_MODELS = {   # name -> what it is, and the defaults it brings (a tiny model generates many images per UNet call)
+    'coda:printed-digits': dict(about='SD 1.x text-to-image model of 32 px printed digits, trained by coda on matplotlib\'s fonts '
+                                      '(never on handwriting): the digits demo\'s model', batch_size=100),
 }
 
 def bundled_model_dir(name) -> Path:
@@ -41,6 +41,11 @@ def bundled_model_dir(name) -> Path:
 def model_source(ref):
     "Where a model reference `ref` loads from: a bundled model's folder for `coda:<name>`, else `ref` itself (a folder or hub id)."
     return str(bundled_model_dir(ref)) if isinstance(ref, str) and ref.startswith('coda:') else ref
+
+def generation_batch_size(g) -> int:
+    "Images per UNet call of the generation settings `g`: its own `batch_size`, else the bundled model's, else 4."
+    if g.batch_size is not None: return g.batch_size
+    return BUNDLED_MODELS.get(g.model, {}).get('batch_size', 4)
 
 # %% ../nbs/01_config.ipynb #80248fb8
 @dataclass
@@ -99,7 +104,7 @@ class GenerationConfig:
     seed: int = 0                    # seed of the initial noise; each image's seed follows from it, its class and its place
     dtype: str = 'auto'              # precision of the pipeline: float32, float16, bfloat16, or auto (float16 on a GPU, float32 on a CPU)
     device: str | None = None        # cpu, cuda, cuda:1, mps; default: this process's own device
-    batch_size: int = 4              # images per UNet call; batched kernels round differently, so it is part of the images' record
+    batch_size: int | None = None    # images per UNet call; default: the model's (coda:printed-digits: 100), else 4; batched kernels round differently, so it is part of the images' record
 
 # %% ../nbs/01_config.ipynb #7e767000
 @dataclass
@@ -442,7 +447,9 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
     enc = cfg.features.encoder
     if enc == 'auto': enc = 'vae' if (model or cfg.features.vae) else 'pixel'
     training = cfg.training or default_training(cfg.data.dataset)
-    return replace(cfg, features=replace(cfg.features, encoder=enc), generation=replace(cfg.generation, model=model), training=training)
+    gen = replace(cfg.generation, model=model)
+    gen = replace(gen, batch_size=generation_batch_size(gen))
+    return replace(cfg, features=replace(cfg.features, encoder=enc), generation=gen, training=training)
 
 # %% ../nbs/01_config.ipynb #e17c2c82
 _DEVICE = re.compile(r'(cpu|mps|cuda(:\d+)?)')
@@ -497,7 +504,7 @@ def _generation_problems(g: GenerationConfig):
                               eval_size=(_opt_pos, 'must be a positive integer or none'),
                               scheduler=(_in('dpm++karras', 'model'), 'must be dpm++karras or model'),
                               dtype=(_in('auto', *DTYPES), f"must be auto, {', '.join(DTYPES)}"),
-                              device=(_dev, 'must be cpu, cuda, cuda:<i>, mps or none'), batch_size=(_pos, 'must be >= 1')))
+                              device=(_dev, 'must be cpu, cuda, cuda:<i>, mps or none'), batch_size=(_opt_pos, 'must be >= 1 or none')))
     if isinstance(g.model, str) and g.model.startswith('coda:') and g.model not in BUNDLED_MODELS:
         p.append(('model', f"{g.model!r} is not a model that ships with coda; those are: {', '.join(BUNDLED_MODELS)}"))
     if g.refiner and isinstance(g.denoising_end, (int, float)) and g.denoising_end >= 1:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .config import GenerationConfig, ConfigError, flag_of, _generation_problems, model_source
+from .config import GenerationConfig, ConfigError, flag_of, _generation_problems, model_source, generation_batch_size
 from .stage import Stage, Process, current_process, save_png, jsonable, progress, ArtefactError
 from .guidance import coda_guidance, check_guidable, paper_scheduler, SUPPORTED_PIPELINES, _class_names
 
@@ -45,6 +45,24 @@ def _from_pretrained(cls, name, what, **kw):
     from diffusers import DiffusionPipeline
     if issubclass(cls, DiffusionPipeline): kw['trust_remote_code'] = False
     name = model_source(name)   # coda:<name>: the folder of a model that ships with coda
+    with _loading_bars():
+        return _load(cls, name, what, **kw)
+
+@contextlib.contextmanager
+def _loading_bars():
+    "Loading progress bars of diffusers and transformers only where a person watches (a terminal or a notebook), not in a log."
+    from coda.stage import _interactive
+    import diffusers.utils.logging as dl, transformers.utils.logging as tl
+    quiet = not _interactive()
+    was = [m.is_progress_bar_enabled() for m in (dl, tl)]
+    if quiet:
+        for m in (dl, tl): m.disable_progress_bar()
+    try: yield
+    finally:
+        for m, on in zip((dl, tl), was):
+            if quiet and on: m.enable_progress_bar()
+
+def _load(cls, name, what, **kw):
     p = Path(str(name)).expanduser()
     if p.exists():
         if not p.is_dir(): raise NotADirectoryError(f'the {what} {name} is a file; pass a diffusers folder (with model_index.json or config.json)')
@@ -195,6 +213,7 @@ def generate(pipe, targets, out_dir, cfg: GenerationConfig, refiner=None, upstre
              show_progress=True):
     "Generate `<out_dir>/<class_id>/<k>.png` for each `(class_id, class_index, prompt, latents)` of `targets`, CoDA-guided, on the stage contract."
     _check_call(pipe, refiner, cfg)
+    cfg = replace(cfg, batch_size=generation_batch_size(cfg))   # the default follows the model; the record holds the number
     targets = _check_targets(pipe, targets, cfg)
     if cfg.refiner and refiner is None: refiner = load_refiner(cfg, pipe)
     proc = proc or current_process()
