@@ -122,11 +122,13 @@ class TrainConfig:
     lr: float | None = None          # learning rate; default: hard 0.01 (SGD), 0.1 with more than 100 classes; soft 0.001 (AdamW)
     momentum: float = 0.9            # SGD momentum (hard) / Adam beta1 (soft)
     wd: float | None = None          # weight decay; default: hard 5e-4, 1e-4 with more than 100 classes; soft 0.01
+    wd_params: str | None = None     # the parameters weight decay applies to: all, or weights (those named *weight* with more than one dimension: no bias, no norm weight); default: hard all (IDC/Minimax), soft weights (RDED)
     cutmix: float | None = 1.0       # CutMix Beta(a, a) parameter; none: no CutMix
     scale: tuple = (0.5, 1.0)        # RandomResizedCrop area range
     flip: bool = True                # random horizontal flips
     jitter: float | None = None      # colour jitter strength; default: hard 0.4, soft 0
     lighting: float | None = None    # PCA lighting noise std; default: hard 0.1, soft 0
+    shuffle_patches: int | None = None  # ShufflePatches factor: cut each image into this many strips across and shuffle them, then the same down (leftover pixels dropped); 1: none; default: soft 2 (RDED), hard 1; soft, with scale left at (0.5, 1): the crop's area range becomes (1/factor, 1), as RDED's
     val_resize: float | None = None  # validation: resize the short side to image_size * val_resize, then centre crop image_size; default: hard 1 (Resize(256) + CenterCrop(256)), soft 8/7 (Resize(256) + CenterCrop(224))
     resample: str = 'bilinear'       # PIL filter that resizes images when they are loaded: bilinear, bicubic, lanczos, box, nearest
     eval_every: int | None = None    # test on the validation split every k epochs (and after the last); default: hard epochs // 100, soft 10
@@ -136,6 +138,7 @@ class TrainConfig:
     teacher: str | None = None       # soft: the teacher's architecture (as for arch), or 'full': the run's own full-split student of the same seed (hard labels, trained first)
     teacher_checkpoint: str | None = None  # soft: the teacher's weights, a local .safetensors (or torch state dict) file (none with --teacher full)
     temperature: float = 20.0        # soft: distillation temperature (RDED: 20 with CutMix)
+    extra_forward: bool | None = None  # a second, no-grad forward of the student in train mode on each training batch, so that batch-norm running statistics are updated twice a step (RDED); default: soft true, hard false
     precision: str = 'float32'       # float32, or bfloat16 / float16 mixed precision (GPU)
     device: str | None = None        # cpu, cuda, cuda:1; default: this process's own device
 
@@ -526,6 +529,9 @@ def _training_problems(t: TrainConfig):
                               scale=(lambda v: len(v) == 2 and 0 < v[0] <= v[1] <= 1, 'must be two numbers 0 < a <= b <= 1'),
                               resample=(_in('bilinear', 'bicubic', 'lanczos', 'box', 'nearest'), 'must be bilinear, bicubic, lanczos, box or nearest'),
                               eval_every=(_opt_pos, 'must be >= 1 or none'), seeds=(_pos, 'must be >= 1'),
+                              shuffle_patches=(_opt_pos, 'must be >= 1 (1: no shuffling) or none'),
+                              wd_params=(lambda v: v is None or v in ('all', 'weights'), 'must be all, weights or none'),
+                              extra_forward=(lambda v: v is None or isinstance(v, bool), 'must be true, false or none'),
                               epoch_scale=(lambda v: num(v) and v > 0, 'must be > 0'), workers=(_opt_pos, 'must be >= 1 or none'),
                               precision=(_in(*DTYPES), f"must be one of {', '.join(DTYPES)}"),
                               device=(_dev, 'must be cpu, cuda, cuda:<i>, mps or none')))

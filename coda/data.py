@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image
 
-from .stage import save_json, load_json, current_umask, Stage, Process, ArtefactError, read_stage, current_process
+from .stage import save_json, load_json, current_umask, Stage, Process, ArtefactError, read_stage, current_process, shown
 from .config import DataConfig
 
 log = logging.getLogger('coda')
@@ -153,19 +153,27 @@ def _check_pixels(im, max_pixels=None):
         raise ImageTooLarge(f'{w}x{h} = {w*h:,} pixels, over the limit of {n:,} (--max-pixels; 0: no limit): '
                             f'decoded it would take {w*h*3/2**30:.1f} GB')
 
-def load_rgb(path, max_pixels=None):
-    "Open an image as RGB: greyscale, palette, CMYK and alpha images are converted; one over the pixel limit raises `ImageTooLarge` before it is decoded."
+def _draft(im, size):
+    "Let the JPEG decoder scale the opened `im` by 1/2, 1/4 or 1/8, never below `size` (int or (w, h)): only where both sides are at least twice it."
+    if size is None or im.format != 'JPEG': return
+    w, h = (size, size) if isinstance(size, int) else size
+    if min(im.size[0] // w, im.size[1] // h) >= 2: im.draft(None, (w, h))   # mode None: the mode is kept
+
+def load_rgb(path, max_pixels=None, draft=None):
+    "Open an image as RGB: greyscale, palette, CMYK and alpha images are converted; one over the pixel limit raises `ImageTooLarge` before it is decoded. `draft` (off by default): see below."
     with Image.open(path) as im:
         _check_pixels(im, max_pixels)
+        _draft(im, draft)
         im.load()
         if im.mode == 'RGB': return im.copy()
         if im.mode in ('P', 'LA', 'RGBA', 'PA') or 'transparency' in im.info: im = im.convert('RGBA')
         return im.convert('RGB')
 
 def _unreadable(path, max_pixels=None):
-    "None if `path` is a readable image within the pixel limit, else the reason."
+    "None if `path` is an image within the pixel limit that decodes to its last pixel, else the reason."
     try:
-        with Image.open(path) as im: _check_pixels(im, max_pixels); im.verify()
+        with Image.open(path) as im: _check_pixels(im, max_pixels); im.verify()   # the structure (a PNG's checksums)
+        with Image.open(path) as im: im.load()   # every pixel: a truncated JPEG passes `verify`
         return None
     except Exception as e: return f'{type(e).__name__}: {e}'
 
@@ -186,17 +194,17 @@ def _image_files(folder):
 # %% ../nbs/02_data.ipynb #5a10760f
 def _split_root(root, split):
     root = Path(root).expanduser()
-    if not root.is_dir(): raise FileNotFoundError(f'dataset root {root} does not exist (or is not a folder)')
+    if not root.is_dir(): raise FileNotFoundError(f'dataset root {shown(root)} does not exist (or is not a folder)')
     if split is None: return root
     sr = root/split
     if not sr.is_dir():
         have = sorted(p.name for p in root.iterdir() if p.is_dir())[:10]
-        raise FileNotFoundError(f"split folder {sr} does not exist; {root} has the folders {have}. "
+        raise FileNotFoundError(f"split folder {shown(sr)} does not exist; {shown(root)} has the folders {have}. "
                                 f"Point root at the folder that holds '{split}/'.")
     return sr
 
 def _empty_classes(sr, empty, verify=False):
-    return ValueError(f"class folder(s) with no {'readable ' if verify else ''}images under {sr}: {empty} "
+    return ValueError(f"class folder(s) with no {'readable ' if verify else ''}images under {shown(sr)}: {empty} "
                       f"(extensions read: {' '.join(sorted(IMAGE_EXTS))}). Add images or remove the folder.")
 
 def _preset_classes(root, split, preset):
@@ -205,7 +213,7 @@ def _preset_classes(root, split, preset):
     sr = _split_root(root, split)
     missing = [w for w in wnids if not (sr/w).is_dir()]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} of the {len(wnids)} '{preset}' classes are missing from {sr}: "
+        raise FileNotFoundError(f"{len(missing)} of the {len(wnids)} '{preset}' classes are missing from {shown(sr)}: "
                                 f"{', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}. "
                                 "The presets are cut from the ImageNet-1K train/val folders (one folder per wnid).")
     return sr, wnids
@@ -213,7 +221,7 @@ def _preset_classes(root, split, preset):
 def _folder_classes(sr):
     "The class folders of the split folder `sr`, sorted."
     ids = sorted(p.name for p in sr.iterdir() if p.is_dir() and not p.name.startswith('.'))
-    if not ids: raise ValueError(f'{sr} has no class subfolders; expected <class>/<image files>')
+    if not ids: raise ValueError(f'{shown(sr)} has no class subfolders; expected <class>/<image files>')
     return ids
 
 def _list_classes(sr, ids, prompts, imagenet_idx=None, verify=False, workers=8):
@@ -225,8 +233,8 @@ def _list_classes(sr, ids, prompts, imagenet_idx=None, verify=False, workers=8):
         with ThreadPoolExecutor(workers) as ex: reasons = list(ex.map(_unreadable, allf))
         bad = {p: r for p, r in zip(allf, reasons) if r}
         if bad:
-            for p, r in bad.items(): log.info(f'skipped unreadable image {p}: {r}')
-            warnings.warn(f'skipped {len(bad)} unreadable image(s) under {sr} (each is named, with why, under "skipped" in the data stage\'s listing, e.g. data/val.json)')
+            for p, r in bad.items(): log.info(f'skipped unreadable image {shown(p)}: {r}')
+            warnings.warn(f'skipped {len(bad)} unreadable image(s) under {shown(sr)} (each is named, with why, under "skipped" in the data stage\'s listing, e.g. data/val.json)')
             skipped = [(str(p), r) for p, r in bad.items()]
             files = {c: [p for p in fs if p not in bad] for c, fs in files.items()}
     empty = [c for c in ids if not files[c]]
@@ -246,9 +254,14 @@ def list_imagenet(root, preset='imagenette', split='train', verify=False):
     return TargetDataset(Path(root), split, classes, skipped)
 
 # %% ../nbs/02_data.ipynb #2ee3f12e
+def _text(name):
+    "A folder name as text: a byte that is not UTF-8 (a lone surrogate in the name) becomes U+FFFD."
+    try: return name.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace')
+    except UnicodeEncodeError: return name.encode('utf-8', 'replace').decode('utf-8')
+
 def folder_prompt(name):
-    "Default prompt of a class folder: its name with `_` and `-` as spaces."
-    return ' '.join(name.replace('_', ' ').replace('-', ' ').split())
+    "Default prompt of a class folder: its name with `_` and `-` as spaces (a byte that is not UTF-8 as U+FFFD)."
+    return ' '.join(_text(name).replace('_', ' ').replace('-', ' ').split())
 
 def list_imagefolder(root, split=None, prompts=None, verify=False):
     "List a folder of class subfolders (`<root>[/<split>]/<class>/*`); `prompts` maps folder -> prompt (dict or JSON file)."
@@ -257,7 +270,7 @@ def list_imagefolder(root, split=None, prompts=None, verify=False):
     if isinstance(prompts, (str, Path)): prompts = load_json(prompts)
     prompts = dict(prompts or {})
     unknown = sorted(set(prompts) - set(ids))
-    if unknown: raise ValueError(f'the prompt map names folders that are not classes of {sr}: {unknown}')
+    if unknown: raise ValueError(f'the prompt map names folders that are not classes of {shown(sr)}: {unknown}')
     prompts = {c: prompts.get(c, folder_prompt(c)) for c in ids}
     classes, skipped = _list_classes(sr, ids, prompts, verify=verify)
     return TargetDataset(Path(root), split, classes, skipped)
@@ -304,7 +317,8 @@ def make_digits_folder(root=None, size=DIGITS_SIZE, val_frac=0.2, seed=0):
 def list_digits(root=None, split='train', verify=False):
     "List the digits demo dataset (made on first use)."
     root = make_digits_folder(root)
-    return list_imagefolder(root, split, prompts={str(d): f'a handwritten digit {d}' for d in range(10)}, verify=verify)
+    words = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine')
+    return list_imagefolder(root, split, prompts={str(d): f'the digit {w}' for d, w in enumerate(words)}, verify=verify)
 
 # %% ../nbs/02_data.ipynb #0c7c4584
 def show_dataset(ds, n=8, figsize=None):
@@ -411,12 +425,22 @@ def _current(st, cfg, root, overwrite):
         else: keep[sp] = d
     return keep, changed
 
+def _other_versions(st):
+    "The version lines if the listing on disk is of these settings but was made with other library versions (it is then listed again)."
+    try: r = st.record()
+    except ArtefactError: return []
+    if r is None or st._key(r, versions=False) != st._key(st.identity(), versions=False): return []
+    return st.version_problems(r)
+
 def _make_listing(cfg, folder, overwrite, check):
     st = Stage(folder, 'data', listing_config(cfg), fix=_LISTING_FIX)
     root = dataset_root(cfg)
+    if not overwrite and (vers := _other_versions(st)):
+        warnings.warn(f"{shown(folder)} was listed with other library versions ({'; '.join(vers)}); listing the dataset again")
+        overwrite = True   # a listing is cheap, and made from the dataset's folders only: made again without asking
     keep, changed = _current(st, cfg, root, overwrite)
     for sp, ch in changed.items():
-        msg = (f"the dataset changed since {folder} listed its {sp} split: {', '.join(ch[:5])}{' ...' if len(ch) > 5 else ''} "
+        msg = (f"the dataset changed since {shown(folder)} listed its {sp} split: {', '.join(map(shown, ch[:5]))}{' ...' if len(ch) > 5 else ''} "
                '(files added, removed or renamed); listing it again')
         warnings.warn(msg)   # on stderr (the run log is opened after the listing, so that a refused run writes nothing)
     new, sets = {}, {sp: listing_from_json(d, root) for sp, d in keep.items()}

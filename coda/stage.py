@@ -4,20 +4,31 @@
 
 # %% ../nbs/00_stage.ipynb #55a02ddf
 from __future__ import annotations
-import hashlib, json, logging, os, shutil, socket, sys, tempfile, threading, time
+import functools, hashlib, importlib.metadata, json, logging, os, shutil, socket, sys, tempfile, threading, time
 from dataclasses import dataclass, asdict, is_dataclass
 from pathlib import Path
 
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['log', 'RECORD', 'LOCK', 'HEARTBEAT', 'STALE', 'current_umask', 'atomic_write', 'ArtefactError', 'jsonable',
-           'save_json', 'load_json', 'save_npy', 'load_npy', 'save_png', 'copy_file', 'file_digest', 'digest_problem',
-           'Process', 'shard', 'current_process', 'progress', 'config_diff', 'Stage', 'read_stage', 'RunLocked',
-           'RunLock', 'Interrupted', 'stop_on_signals', 'usable_cpus']
+__all__ = ['log', 'STAGE_LIBRARIES', 'RECORD', 'LOCK', 'HEARTBEAT', 'STALE', 'name_bytes', 'shown', 'current_umask',
+           'atomic_write', 'ArtefactError', 'jsonable', 'save_json', 'load_json', 'save_npy', 'load_npy', 'save_png',
+           'copy_file', 'file_digest', 'digest_problem', 'Process', 'shard', 'current_process', 'progress',
+           'config_diff', 'library_version', 'stage_versions', 'version_diff', 'Stage', 'read_stage',
+           'version_problems', 'RunLocked', 'RunLock', 'Interrupted', 'stop_on_signals', 'usable_cpus']
 
 # %% ../nbs/00_stage.ipynb #08dbde3e
 log = logging.getLogger('coda')
+
+# %% ../nbs/00_stage.ipynb #3b866e8a
+def name_bytes(name):
+    "The bytes of a file name (or path) as the file system has them; for a UTF-8 name, `name.encode()`."
+    try: return str(name).encode('utf-8', 'surrogateescape')
+    except UnicodeEncodeError: return str(name).encode('utf-8', 'backslashreplace')   # a surrogate no file system gave
+
+def shown(name):
+    "A file name (or path) as text any log, terminal or JSON holds: bytes that are not UTF-8 as `\\xNN` escapes."
+    return name_bytes(name).decode('utf-8', 'backslashreplace')
 
 # %% ../nbs/00_stage.ipynb #93acdb4a
 def current_umask():
@@ -30,7 +41,7 @@ def current_umask():
     return m
 
 def _write_error(path, e):
-    return OSError(e.errno, f'cannot write {path}: {e.strerror or e} (free space on that disk, or check that the folder is writable)')
+    return OSError(e.errno, f'cannot write {shown(path)}: {e.strerror or e} (free space on that disk, or check that the folder is writable)')
 
 def atomic_write(path, write, mode='wb'):
     "Call `write(f)` on a temporary file next to `path`, then rename it to `path` (mode from the umask)."
@@ -63,8 +74,8 @@ def jsonable(o):
     return o
 
 def save_json(path, obj):
-    "Write `obj` as indented JSON, atomically."
-    txt = json.dumps(jsonable(obj), indent=1)
+    "Write `obj` as indented JSON, atomically (ASCII: any file name, even one that is not UTF-8, round-trips)."
+    txt = json.dumps(jsonable(obj), indent=1, ensure_ascii=True)
     return atomic_write(path, lambda f: f.write(txt + '\n'), mode='w')
 
 def load_json(path):
@@ -72,7 +83,7 @@ def load_json(path):
     path = Path(path)
     try: return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ArtefactError(f'{path} is damaged: not valid JSON ({e})') from e
+        raise ArtefactError(f'{shown(path)} is damaged: not valid JSON ({e})') from e
 
 def save_npy(path, arr):
     "Write `arr` as `.npy` (no pickle), atomically."
@@ -83,7 +94,7 @@ def load_npy(path, mmap=False):
     "Read a `.npy` file without pickle (memory-mapped if `mmap`); a damaged one raises `ArtefactError`."
     import numpy as np
     try: return np.load(path, allow_pickle=False, mmap_mode='r' if mmap else None)
-    except (ValueError, EOFError) as e: raise ArtefactError(f'{path} is damaged: not a readable .npy file ({e})') from e
+    except (ValueError, EOFError) as e: raise ArtefactError(f'{shown(path)} is damaged: not a readable .npy file ({e})') from e
 
 def save_png(path, img):
     "Write a PIL image as PNG, atomically."
@@ -105,9 +116,9 @@ def file_digest(path, chunk=1 << 20):
 def digest_problem(path, want):
     "None if the file at `path` has the digest `want`, else what is wrong with it."
     path = Path(path)
-    if not path.is_file(): return f'{path} is missing'
-    if path.stat().st_size != want['size']: return f"{path} is damaged: {path.stat().st_size} bytes, {want['size']} expected"
-    if file_digest(path)['sha256'] != want['sha256']: return f'{path} is damaged: its content changed (SHA-256)'
+    if not path.is_file(): return f'{shown(path)} is missing'
+    if path.stat().st_size != want['size']: return f"{shown(path)} is damaged: {path.stat().st_size} bytes, {want['size']} expected"
+    if file_digest(path)['sha256'] != want['sha256']: return f'{shown(path)} is damaged: its content changed (SHA-256)'
     return None
 
 # %% ../nbs/00_stage.ipynb #865ec639
@@ -172,6 +183,39 @@ def config_diff(old, new, prefix=''):
         elif a != b: out.append(f'{prefix}{k}: {a!r} (on disk) != {b!r} (asked)')
     return out
 
+# %% ../nbs/00_stage.ipynb #ee755f5e
+STAGE_LIBRARIES = {   # stage name -> the distributions (besides coda) whose version decides the stage's files
+    'data': ('Pillow',),                                              # opens the validation images
+    'features': ('numpy', 'torch', 'diffusers', 'Pillow'),
+    'discovery': ('numpy', 'scipy', 'scikit-learn', 'umap-learn', 'pynndescent', 'hdbscan', 'numba'),
+    'generation': ('numpy', 'torch', 'diffusers', 'transformers', 'Pillow'),
+    'evaluation': ('numpy', 'torch', 'fastai', 'torchvision', 'Pillow'),
+}
+
+@functools.lru_cache(maxsize=None)
+def library_version(name):
+    "The installed version of the distribution `name` (None if it is not installed); coda's own is `coda.__version__`."
+    if name == 'coda':
+        from coda import __version__
+        return __version__
+    try: return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError: return None
+
+def stage_versions(name):
+    "Library -> installed version, for coda and the libraries `STAGE_LIBRARIES` names for the stage `name`."
+    return {lib: library_version(lib) for lib in ('coda', *STAGE_LIBRARIES.get(name, ()))}
+
+def _v(d, lib, missing):
+    if lib not in d: return missing
+    return '<not installed>' if d[lib] is None else d[lib]
+
+def version_diff(recorded, installed):
+    "The libraries whose version differs, one line each; `recorded` None: a record of before coda recorded versions."
+    if not isinstance(recorded, dict):
+        return ['versions: none recorded (written before coda recorded them), so the versions that made it are unknown']
+    pairs = [(k, _v(recorded, k, '<not recorded>'), _v(installed, k, '<not used>')) for k in sorted(set(recorded) | set(installed), key=str.lower)]
+    return [f'{k}: {a} (on disk) != {b} (installed)' for k, a, b in pairs if a != b]
+
 # %% ../nbs/00_stage.ipynb #60064953
 RECORD = 'record.json'
 
@@ -182,6 +226,7 @@ class Stage:
     def __init__(self, folder, name, config, upstream=None, fix='rerun the same command'):
         self.folder, self.name, self.fix = Path(folder), name, fix
         self.config, self.upstream = jsonable(config), jsonable(upstream or {})
+        self.versions = stage_versions(name)
 
     @property
     def record_path(self): return self.folder/RECORD
@@ -189,7 +234,7 @@ class Stage:
     def items_dir(self): return self.folder/'.items'
     def path(self, name): return self.folder/name
 
-    def identity(self): return dict(stage=self.name, config=self.config, upstream=self.upstream)
+    def identity(self): return dict(stage=self.name, config=self.config, upstream=self.upstream, versions=self.versions)
     def record(self):
         "The record on disk (None if there is none)."
         if not self.record_path.exists(): return None
@@ -201,11 +246,15 @@ class Stage:
         r = self.record()
         return bool(r and r.get('complete')) and self._same(r)
     @staticmethod
-    def _key(r): return {k: (r or {}).get(k) for k in ('stage', 'config', 'upstream')}
+    def _key(r, versions=True): return {k: (r or {}).get(k) for k in ('stage', 'config', 'upstream') + (('versions',) if versions else ())}
     def record_identity(self):
-        "What identifies the artefact on disk: its record's stage, config and upstream."
+        "What identifies the artefact on disk: its record's stage, config, upstream and library versions."
         return self._key(self.record())
     def _same(self, r): return self._key(r) == self.identity()
+    def version_problems(self, r=None):
+        "The libraries whose version in the record `r` (default: the one on disk) differs from the installed one, one line each."
+        r = self.record() if r is None else r
+        return [] if r is None else version_diff(r.get('versions'), self.versions)
     def _finished_items(self): return sorted(p.stem for p in self.items_dir.glob('*.json')) if self.items_dir.is_dir() else []
 
 # %% ../nbs/00_stage.ipynb #1b2489b5
@@ -239,11 +288,14 @@ def _prepare(self: Stage, overwrite):
                                     'Choose an empty or new folder (--out), or pass --overwrite to replace it')
             shutil.rmtree(f)
     elif not self._same(r):
-        diff = config_diff(self._key(r), self.identity())
-        if self._finished_items(): 
+        sets, vers = config_diff(self._key(r, False), self._key(self.identity(), False)), self.version_problems(r)
+        diff = sets + vers
+        if self._finished_items():
             if not overwrite:
-                raise ArtefactError(f"{f} was made from other settings:\n  " + '\n  '.join(diff)
-                                    + '\nPass --overwrite to rebuild it, or choose another output folder (--out)')
+                what = ' and '.join(w for w, l in (('other settings', sets), ('other library versions', vers)) if l)
+                raise ArtefactError(f"{f} was made from {what}:\n  " + '\n  '.join(diff)
+                                    + '\nPass --overwrite to rebuild it, or choose another output folder (--out)'
+                                    + (', or install the versions it was made with' if vers else ''))
             log.warning(f'{f}: rebuilding, {len(diff)} setting(s) changed')
         else: log.info(f'{f}: replacing a folder in which nothing was finished ({len(diff)} setting(s) changed)')
         shutil.rmtree(f)
@@ -331,11 +383,19 @@ def read_stage(folder, name, fix='rerun coda_distill with the same settings to r
     if r is None: raise ArtefactError(f'{folder} holds no {name} stage ({RECORD} is missing); {fix}')
     if r.get('stage') != name: raise ArtefactError(f"{folder/RECORD} is a {r.get('stage')!r} record, not {name!r}; {fix}")
     if not r.get('complete'): raise ArtefactError(f'the {name} stage in {folder} is unfinished; {fix}')
-    st.config, st.upstream = r.get('config'), r.get('upstream', {})
+    vers = st.version_problems(r)
+    if vers: raise ArtefactError(f"the {name} stage in {folder} was made with other library versions ({'; '.join(vers)}): "
+                                 f'install the versions it names, or rebuild it with the installed ones: {fix}, with --overwrite')
+    st.config, st.upstream, st.versions = r.get('config'), r.get('upstream', {}), r.get('versions')
     probs = [p for i in r.get('items', []) for p in st.item_problems(i)]
     if probs: raise ArtefactError('; '.join(probs[:5]) + f'; {fix}')
     st.items = list(r.get('items', []))
     return st
+
+def version_problems(folder):
+    "What differs between the library versions that made the stage in `folder` and the installed ones, one line each ([] if nothing, or no record); nothing is written."
+    r = Stage(folder, None, None).record()
+    return [] if r is None else Stage(folder, r['stage'], None).version_problems(r)
 
 # %% ../nbs/00_stage.ipynb #2f2f7abe
 LOCK = 'coda.lock'

@@ -19,6 +19,7 @@ import warnings
 with warnings.catch_warnings():   # importing fastai calls torch.jit.script, which this torch deprecates: noise for coda's users
     warnings.filterwarnings('ignore', message='.*torch.jit.script', category=FutureWarning)
     from fastai.callback.core import Callback
+    from fastai.callback.fp16 import MixedPrecision
     from fastai.callback.mixup import CutMix
     from fastai.callback.schedule import ParamScheduler
     from fastai.data.core import DataLoaders
@@ -35,14 +36,16 @@ from .stage import Stage, Process, current_process, atomic_write, save_json, loa
 log = logging.getLogger('coda')
 
 # %% auto #0
-__all__ = ['log', 'RESAMPLE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'PCA_EIGVAL', 'PCA_EIGVEC', 'MIXED_PRECISION', 'FLAT',
-           'KEEP_WEIGHTS', 'instance_norm', 'ConvNet', 'BasicBlockAP', 'ResNetAP', 'make_student', 'n_params',
-           'load_images', 'normalize', 'rrc_boxes', 'crop_resize', 'color_jitter', 'pca_lighting', 'Augment',
-           'show_augmented', 'TensorImageLoader', 'set_ipc', 'eval_epochs', 'step_schedule', 'half_cosine_schedule',
-           'load_state_dict_file', 'load_teacher', 'teacher_class_index', 'kd_loss', 'SoftLabels', 'default_device',
-           'cpu_threads', 'predict', 'EvalAndLog', 'make_learner', 'alone', 'train_student', 'paired_difference',
-           'compare_to', 'add_comparisons', 'lrs', 'dd_ranking', 'loss_change', 'flattened', 'ranking', 'results_table',
-           'ranking_table', 'convergence_statement', 'noise_statement', 'plot_curves', 'plot_protocols', 'stage_config',
+__all__ = ['log', 'RESAMPLE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'PCA_EIGVAL', 'PCA_EIGVEC', 'DEFAULT_SCALE', 'WD_PARAMS',
+           'MIXED_PRECISION', 'FLAT', 'KEEP_WEIGHTS', 'instance_norm', 'ConvNet', 'BasicBlockAP', 'ResNetAP',
+           'make_student', 'n_params', 'load_images', 'normalize', 'rrc_boxes', 'crop_resize', 'jitter_params',
+           'color_jitter', 'shuffle_patches', 'pca_lighting', 'Augment', 'show_augmented', 'TensorImageLoader',
+           'set_ipc', 'eval_epochs', 'resolve_protocol', 'resolve_recipe', 'step_schedule', 'half_cosine_schedule',
+           'load_state_dict_file', 'load_teacher', 'teacher_class_index', 'kd_loss', 'SoftLabels', 'decays',
+           'set_weight_decay', 'has_running_stats', 'TrainModeForward', 'default_device', 'cpu_threads', 'predict',
+           'EvalAndLog', 'make_learner', 'alone', 'train_student', 'paired_difference', 'compare_to', 'add_comparisons',
+           'lrs', 'dd_ranking', 'loss_change', 'flattened', 'ranking', 'results_table', 'ranking_table',
+           'convergence_statement', 'noise_statement', 'plot_curves', 'plot_protocols', 'stage_config',
            'save_weights_dict', 'save_weights', 'summarise', 'n_workers', 'evaluate_sets']
 
 # %% ../nbs/07_training.ipynb #b79767e3
@@ -174,15 +177,35 @@ def crop_resize(x, boxes, size, flip=None):
 
 def _grey(x): return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
 
-def color_jitter(x, strength=0.4, g=None):
-    "IDC's ColorJitter: brightness, contrast, saturation with factors in 1 ± `strength`, random order, per image."
+def jitter_params(n, strength=0.4, g=None):
+    "Colour-jitter draws for `n` images: alpha (n, 3) ~ U(-`strength`, `strength`) of brightness, contrast, saturation, and each image's order (n, 3)."
+    alpha = torch.empty(n, 3).uniform_(-strength, strength, generator=g)
+    return alpha, torch.rand(n, 3, generator=g).argsort(1)
+
+def color_jitter(x, strength=0.4, g=None, params=None):
+    "IDC's ColorJitter: brightness, contrast, saturation in a random order per image, each `x.lerp(target, alpha)`, alpha ~ U(-`strength`, `strength`); no clamp."
     n = x.shape[0]
-    f = (1 + torch.empty(3, n, 1, 1, 1).uniform_(-strength, strength, generator=g)).to(x.device, x.dtype)
-    for k in torch.randperm(3, generator=g).tolist():
-        if k == 0: x = x * f[0]
-        elif k == 1: x = x * f[1] + (1 - f[1]) * _grey(x).mean((1, 2, 3), keepdim=True)
-        else: x = x * f[2] + (1 - f[2]) * _grey(x)
-        x = x.clamp(0, 1)
+    alpha, order = params if params is not None else jitter_params(n, strength, g)
+    alpha, order = alpha.to(x.device, x.dtype), order.to(x.device)
+    for step in range(3):
+        k = order[:, step]                                                   # the transform each image applies at this step
+        a = alpha.gather(1, k[:, None]).view(n, 1, 1, 1)
+        grey = _grey(x).expand_as(x)
+        target = torch.where((k == 0).view(n, 1, 1, 1), torch.zeros_like(x),   # brightness: toward black
+                             torch.where((k == 1).view(n, 1, 1, 1), grey.mean((1, 2, 3), keepdim=True).expand_as(x), grey))   # contrast: the grey mean; saturation: grey
+        x = torch.lerp(x, target, a)
+    return x
+
+def shuffle_patches(x, factor=2, g=None):
+    "RDED's ShufflePatches on a batch: `factor` strips across in a random order, then `factor` strips down; each image its own orders; leftover pixels dropped."
+    if factor <= 1: return x
+    n, c, H, W = x.shape
+    if min(H, W) < factor: raise ValueError(f'ShufflePatches({factor}) needs images of at least {factor} px, got {H}x{W}')
+    for dim, size in ((3, W), (2, H)):                                         # across (the width) first, then down, as the reference
+        t = size // factor
+        src_idx = (torch.rand(n, factor, generator=g).argsort(1)[:, :, None] * t + torch.arange(t)).flatten(1).to(x.device)
+        shape = (n, 1, 1, factor * t) if dim == 3 else (n, 1, factor * t, 1)
+        x = x.gather(dim, src_idx.view(shape).expand(*x.shape[:dim], factor * t, *x.shape[dim + 1:]))
     return x
 
 def pca_lighting(x, alphastd=0.1, g=None):
@@ -194,15 +217,17 @@ def pca_lighting(x, alphastd=0.1, g=None):
 # %% ../nbs/07_training.ipynb #15afa02a
 @dataclass
 class Augment:
-    "Batch augmentation of `uint8` images: RandomResizedCrop + flip + colour jitter + PCA lighting, then normalisation."
+    "Batch augmentation of `uint8` images: ShufflePatches, RandomResizedCrop + flip, colour jitter, PCA lighting, then normalisation."
     size: int
     scale: tuple = (0.5, 1.0)
     flip: bool = True
     jitter: float = 0.4
     lighting: float = 0.1
+    shuffle: int = 1
     def __call__(self, xb, g=None):
-        n, _, H, W = xb.shape
         x = xb.float() / 255
+        if self.shuffle > 1: x = shuffle_patches(x, self.shuffle, g)
+        n, _, H, W = x.shape
         flip = (torch.rand(n, generator=g) < 0.5).float() if self.flip else None
         x = crop_resize(x, rrc_boxes(n, H, W, self.scale, g=g), self.size, flip)
         if self.jitter: x = color_jitter(x, self.jitter, g)
@@ -258,6 +283,21 @@ def set_ipc(ds: TargetDataset):
 def eval_epochs(epochs, every, start=0.0):
     "The epochs (1-based) after which the val split is evaluated: every `every` after `start` of training, and the last."
     return sorted({e for e in range(1, epochs + 1) if e % every == 0 and e > start * epochs} | {epochs})
+
+# %% ../nbs/07_training.ipynb #63fd93bf
+DEFAULT_SCALE = tuple(TrainConfig.scale)   # the RandomResizedCrop area range a config has when it is left unset
+
+def resolve_protocol(cfg: TrainConfig) -> TrainConfig:
+    "`cfg` with the training loop's unset settings filled in for its protocol: ShufflePatches, the soft crop's area range, weight decay's parameters, the extra forward."
+    soft = cfg.protocol == 'soft'
+    f = cfg.shuffle_patches if cfg.shuffle_patches is not None else (2 if soft else 1)
+    scale = (1 / f, 1.0) if soft and tuple(cfg.scale) == DEFAULT_SCALE else tuple(cfg.scale)   # RDED: RandomResizedCrop(scale=(1 / factor, 1))
+    return replace(cfg, shuffle_patches=f, scale=scale, wd_params=cfg.wd_params or ('weights' if soft else 'all'),
+                   extra_forward=soft if cfg.extra_forward is None else cfg.extra_forward)
+
+def resolve_recipe(cfg: TrainConfig, ipc, n_classes) -> TrainConfig:
+    "The recipe a student of a set of `ipc` images per class and `n_classes` classes trains with: `resolve_train`, then `resolve_protocol`."
+    return resolve_protocol(resolve_train(cfg, ipc, n_classes))
 
 # %% ../nbs/07_training.ipynb #51aec574
 def step_schedule(lr, epochs, milestones=((2, 3), (5, 6)), gamma=0.2):
@@ -334,6 +374,32 @@ class SoftLabels(Callback):
             if self.class_index is not None: t = t[:, self.class_index]
         self.learn.yb = (t.float(),)
 
+# %% ../nbs/07_training.ipynb #7f8d4503
+WD_PARAMS = ('all', 'weights')   # --wd-params: every parameter (IDC/Minimax), or RDED's rule (`decays`)
+
+def decays(name, p) -> bool:
+    "RDED's rule (`get_parameters`): weight decay on a parameter whose name contains 'weight' and that has more than one dimension."
+    return 'weight' in name and p.ndim > 1
+
+def set_weight_decay(learn: Learner, params='all') -> Learner:
+    "Create `learn`'s optimiser with weight decay on every parameter (`params='all'`) or on those `decays` accepts ('weights')."
+    if params not in WD_PARAMS: raise ValueError(f'--wd-params must be one of {", ".join(WD_PARAMS)}, got {params!r}')
+    learn.create_opt()
+    for name, p in learn.model.named_parameters(): learn.opt.state[p]['do_wd'] = params == 'all' or decays(name, p)
+    return learn
+
+def has_running_stats(model) -> bool:
+    "Whether `model` has a norm layer with running statistics (batch norm)."
+    return any(isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats for m in model.modules())
+
+class TrainModeForward(Callback):
+    "RDED's extra forward: the student, in train mode and under no_grad, on each (mixed) training batch before the graded forward."
+    order = max(SoftLabels.order, MixedPrecision.order) + 1   # after CutMix and the teacher, inside mixed precision's autocast
+    def before_fit(self): self.active = has_running_stats(self.model)   # without running statistics it would change nothing
+    def before_batch(self):
+        if not (self.training and self.active): return
+        with torch.no_grad(): self.model(*self.xb)
+
 # %% ../nbs/07_training.ipynb #c9326376
 def default_device(device=None, proc: Process = None):
     "`device`, else the device of `proc` (a process of a multi-process run), else cuda when available, else cpu."
@@ -383,9 +449,10 @@ MIXED_PRECISION = {'float32': None, 'bfloat16': 'to_bf16', 'float16': 'to_fp16'}
 def make_learner(x, y, cfg: TrainConfig, n_classes, seed=0, teacher=None, class_index=None, cbs=None):
     "A fastai `Learner` for one student on `uint8` images `x` with labels `y`, under the resolved config `cfg`."
     set_seed(seed, reproducible=True)
+    cfg = resolve_protocol(cfg)
     dev = default_device(cfg.device)
     hard = cfg.protocol == 'hard'
-    aug = Augment(cfg.image_size, tuple(cfg.scale), cfg.flip, cfg.jitter, cfg.lighting)
+    aug = Augment(cfg.image_size, tuple(cfg.scale), cfg.flip, cfg.jitter, cfg.lighting, cfg.shuffle_patches)
     dl = TensorImageLoader(x, y, cfg.batch_size, True, aug, cfg.epoch_images, seed, None if hard else n_classes, dev)
     dls = DataLoaders(dl, TensorImageLoader(x[:0], y[:0], device=dev), device=dev)
     model = make_student(cfg.arch, n_classes, cfg.image_size, cfg.convnet_depth, cfg.convnet_width).to(dev)
@@ -399,8 +466,9 @@ def make_learner(x, y, cfg: TrainConfig, n_classes, seed=0, teacher=None, class_
         opt = partial(Adam, mom=cfg.momentum, sqr_mom=0.999, eps=1e-8, decouple_wd=True)
         loss, sched = partial(kd_loss, T=cfg.temperature), half_cosine_schedule(cfg.lr, cfg.epochs)
         cbs.append(SoftLabels(teacher, class_index))
+    if cfg.extra_forward: cbs.append(TrainModeForward())
     cbs.append(ParamScheduler({'lr': sched}))
-    learn = Learner(dls, model, loss, opt, lr=cfg.lr, wd=cfg.wd, wd_bn_bias=True, cbs=cbs)
+    learn = set_weight_decay(Learner(dls, model, loss, opt, lr=cfg.lr, wd=cfg.wd, wd_bn_bias=True, cbs=cbs), cfg.wd_params)
     if cfg.precision not in MIXED_PRECISION:
         raise ValueError(f"--precision must be one of {', '.join(MIXED_PRECISION)}, got {cfg.precision!r}")
     if MIXED_PRECISION[cfg.precision]: getattr(learn, MIXED_PRECISION[cfg.precision])()
@@ -672,7 +740,7 @@ def evaluate_sets(sets: dict, val_ds: TargetDataset, cfg: TrainConfig, out_dir, 
     for name, ds in sets.items(): _check_set(name, ds, val_ds)
     n_classes, seeds = len(val_ds.classes), [f'seed{s}' for s in range(cfg.seeds)]
     tfiles = {s: _teacher_file(cfg, s, teachers) for s in range(cfg.seeds)}   # checked before any work
-    rcfg = {name: resolve_train(cfg, set_ipc(ds), n_classes) for name, ds in sets.items()}
+    rcfg = {name: resolve_recipe(cfg, set_ipc(ds), n_classes) for name, ds in sets.items()}
     scfg = {name: stage_config(c) for name, c in rcfg.items()}
     stages = {name: Stage(out/name, 'evaluation', scfg[name], upstream.get(name, {})).open(overwrite, proc) for name in sets}
     pairs = [(name, item) for name in sets for item in seeds]
