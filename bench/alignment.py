@@ -196,7 +196,7 @@ def main(argv=None):
     ap.add_argument('--guide-fracs', type=floats, default=GUIDE_FRACS, help='comma-separated guide_fracs')
     ap.add_argument('--seeds', type=int, default=5, help='students per set (seeds 0..n-1, the same for every set)')
     ap.add_argument('--ipc', type=int, default=10)
-    ap.add_argument('--batch-size', type=int, default=50, help='images per UNet call (part of the images\' record)')
+    ap.add_argument('--batch-size', type=int, default=None, help='images per UNet call (part of the images\' record); default: the model\'s (printed-digits: 100, as the demo)')
     ap.add_argument('--split-seed', type=int, default=0, help='seed of the stratified 75/25 split of the training split')
     ap.add_argument('--no-references', action='store_true', help='do not evaluate coda_core and random (real images)')
     ap.add_argument('--work', default='bench/out/alignment_run', help='folder of the data, stages and generated sets (resumable)')
@@ -205,11 +205,12 @@ def main(argv=None):
     ap.add_argument('--overwrite', action='store_true', help='rebuild stages made with other settings')
     args = ap.parse_args(argv)
 
-    import torch
+    import torch, warnings
     torch.set_num_threads(1)
+    warnings.filterwarnings('ignore', message='coda_guidance: gamma')   # gamma*sigma > 1 at the first steps for gamma >= 0.1: swept on purpose
     from diffusers.utils import logging as dlog
     dlog.disable_progress_bar(); dlog.set_verbosity_error()
-    from coda.config import DataConfig, FeatureConfig, DiscoveryConfig, GenerationConfig, digits_recipe
+    from coda.config import FeatureConfig, DiscoveryConfig, GenerationConfig, digits_recipe, generation_batch_size
     from coda.data import list_imagefolder
     from coda.features import build_feature_store, readable_dataset, make_encoder
     from coda.discovery import build_core_set, load_core_set
@@ -291,7 +292,7 @@ def main(argv=None):
     res.update(rows=rows, references=[summary(n, {}) for n in refs], floor=float(floor.mean()), spread=float(spread.mean()),
                recipe=dict(name='coda.config.digits_recipe', seeds=args.seeds, epochs=rows[0]['epochs'] if rows else None),
                generation=dict(steps=gcfg.num_inference_steps, guidance_scale=gcfg.guidance_scale, seed=gcfg.seed,
-                               batch_size=args.batch_size, scheduler=gcfg.scheduler, ipc=args.ipc))
+                               batch_size=generation_batch_size(gcfg), scheduler=gcfg.scheduler, ipc=args.ipc))
     res['verdict'] = verdict(rows)
     res['wall_s'] = round(time.time() - t_start, 1)
     res['load_after'] = load_avg()
