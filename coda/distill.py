@@ -9,7 +9,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from .stage import (ArtefactError, RunLocked, RunLock, Stage, read_stage, current_process, save_json, load_json,
-                        jsonable, log, Interrupted, stop_on_signals)
+                        jsonable, log, Interrupted, stop_on_signals, name_bytes, version_problems)
 from .config import (RunConfig, ConfigError, validate, resolve_config, parse_args, distill_parser, evaluate_parser, flag_of,
                          digits_recipe, default_training, TrainConfig, resolve_train, EVALUATE_SECTIONS, SELECTIONS, model_source)
 from .data import TargetDataset, list_imagefolder, list_run, listing_counts, count_images
@@ -42,8 +42,8 @@ def data_record(cfg: RunConfig, ds: TargetDataset):
     "The record of the dataset a run distils: its settings (where it lives aside) and a digest of its listing."
     h = hashlib.sha256()
     for c in ds.classes:
-        h.update(f'{c.id}\0{c.prompt}\0'.encode())
-        for p in c.paths: h.update(f'{Path(p).name}\0'.encode())
+        h.update(name_bytes(f'{c.id}\0{c.prompt}\0'))
+        for p in c.paths: h.update(name_bytes(f'{Path(p).name}\0'))   # any bytes a file name has; the same digest for UTF-8 names
     d = jsonable(cfg.data); d.pop('root')
     return dict(settings=d, classes=len(ds.classes), images=ds.n_images, listing_sha256=h.hexdigest())
 
@@ -78,7 +78,7 @@ def run_log(out, proc, stderr=False):
     hs = []
     if proc.is_main:
         Path(out).mkdir(parents=True, exist_ok=True)
-        h = logging.FileHandler(Path(out)/'run.log'); h.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s'))
+        h = logging.FileHandler(Path(out)/'run.log', encoding='utf-8', errors='backslashreplace'); h.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s'))
         hs.append(h)
         if stderr:
             s = logging.StreamHandler(sys.stderr); s.setFormatter(logging.Formatter('%(message)s')); hs.append(s)
@@ -405,6 +405,7 @@ def _done_in(folder):
         if subs: return '; '.join(f'{p.name}: {_done_in(p)}' for p in subs)
         return 'written by an earlier run (written again after the evaluation)' if any(Path(folder).iterdir()) else 'nothing yet'
     n = len(list(st.items_dir.glob('*.json'))) if st.items_dir.is_dir() else 0
+    if vp := version_problems(folder): return 'made with other library versions (refused; --overwrite rebuilds it): ' + '; '.join(vp)
     return 'complete (reused unless its settings changed)' if r.get('complete') else f'{n} item(s) done, the rest to do (resumes)'
 
 # %% ../nbs/08_distill.ipynb #0e38a85d

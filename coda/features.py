@@ -17,7 +17,7 @@ from PIL import Image
 from .config import FeatureConfig, DTYPES, flag_of, model_source
 from .data import TargetDataset, load_rgb
 from .stage import (Stage, Process, ArtefactError, current_process, read_stage, save_json, load_json, save_npy,
-                        load_npy, progress)
+                        load_npy, progress, name_bytes)
 
 log = logging.getLogger('coda')
 
@@ -207,7 +207,7 @@ def image_ids(ds, cls):
     sr = _split_root(ds)
     return [Path(p).relative_to(sr).as_posix() for p in cls.paths]
 
-def _ids_digest(ids): return hashlib.sha256('\n'.join(ids).encode()).hexdigest()
+def _ids_digest(ids): return hashlib.sha256(name_bytes('\n'.join(ids))).hexdigest()
 
 def _device(cfg, proc):
     "cfg.device, else this process's own device, else the GPU if there is one."

@@ -86,7 +86,9 @@ def load_pipeline(cfg: GenerationConfig, proc: Process = None):
     "The base text-to-image pipeline of `cfg` on its device and dtype, with the paper's sampler unless `cfg.scheduler='model'`."
     from diffusers import DiffusionPipeline, AutoencoderKL
     _check(cfg)
-    if not cfg.model: raise ValueError('no text-to-image model: pass --model, a diffusers folder or a hub id (e.g. stabilityai/stable-diffusion-xl-base-1.0)')
+    if not cfg.model or cfg.model == 'auto':   # 'auto' is decided by the run (resolve_config), which knows the dataset
+        raise ValueError('no text-to-image model: pass --model, a diffusers folder, a hub id (e.g. stabilityai/stable-diffusion-xl-base-1.0) '
+                         'or coda:printed-digits')
     device, dtype = device_dtype(cfg, proc)
     kw = dict(dtype=dtype)
     if cfg.vae: kw['vae'] = _from_pretrained(AutoencoderKL, cfg.vae, 'VAE', dtype=dtype)
