@@ -28,7 +28,7 @@ DATASETS = ('digits', 'folder', 'imagenette', 'imagewoof', 'imageidc', 'imagenet
 # %% ../nbs/01_config.ipynb #1598931b
 BUNDLED_MODELS = {   # name -> what it is, and the defaults it brings (a tiny model generates many images per UNet call)
     'coda:printed-digits': dict(about='SD 1.x text-to-image model of 32 px printed digits, trained by coda on matplotlib\'s fonts '
-                                      '(never on handwriting): the digits demo\'s model', batch_size=100),
+                                      '(never on handwriting): the digits demo\'s model', batch_size=100, dataset='digits'),
 }
 
 def bundled_model_dir(name) -> Path:
@@ -446,7 +446,9 @@ def resolve_train(cfg: TrainConfig, ipc, n_classes) -> TrainConfig:
 def resolve_config(cfg: RunConfig) -> RunConfig:
     "`cfg` with what follows from other settings filled in: the model, the feature encoder and the student recipe."
     model = cfg.generation.model
-    if model == 'auto': model = 'coda:printed-digits' if cfg.data.dataset == 'digits' and cfg.features.encoder != 'pixel' else None
+    if model == 'auto':   # the bundled model made for this dataset, if any (and not with pixel features)
+        demo = [n for n, m in BUNDLED_MODELS.items() if m.get('dataset') == cfg.data.dataset]
+        model = demo[0] if demo and cfg.features.encoder != 'pixel' else None
     enc = cfg.features.encoder
     if enc == 'auto': enc = 'vae' if (model or cfg.features.vae) else 'pixel'
     training = cfg.training or default_training(cfg.data.dataset)

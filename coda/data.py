@@ -18,8 +18,8 @@ from .config import DataConfig
 log = logging.getLogger('coda')
 
 # %% auto #0
-__all__ = ['log', 'IMAGENET_PRESETS', 'IMAGE_EXTS', 'DIGITS_SIZE', 'SPLITS', 'imagenet_info', 'preset_wnids', 'wnid_prompt',
-           'ClassInfo', 'TargetDataset', 'ImageTooLarge', 'set_max_pixels', 'load_rgb', 'list_imagenet',
+__all__ = ['log', 'IMAGENET_PRESETS', 'IMAGE_EXTS', 'DIGITS_SIZE', 'DIGIT_WORDS', 'SPLITS', 'imagenet_info', 'preset_wnids',
+           'wnid_prompt', 'ClassInfo', 'TargetDataset', 'ImageTooLarge', 'set_max_pixels', 'load_rgb', 'list_imagenet',
            'folder_prompt', 'list_imagefolder', 'coda_home', 'make_digits_folder', 'list_digits', 'show_dataset',
            'dataset_root', 'list_dataset', 'count_images', 'listing_config', 'folder_times', 'listing_json',
            'listing_from_json', 'listing_changes', 'list_run', 'read_listing', 'listing_counts']
@@ -277,6 +277,7 @@ def list_imagefolder(root, split=None, prompts=None, verify=False):
 
 # %% ../nbs/02_data.ipynb #d5e5b206
 DIGITS_SIZE = 32
+DIGIT_WORDS = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine')   # the classes' prompts: 'the digit three'
 
 def coda_home():
     "Where coda keeps data it makes (`$CODA_HOME`, default `~/.cache/coda`)."
@@ -317,8 +318,7 @@ def make_digits_folder(root=None, size=DIGITS_SIZE, val_frac=0.2, seed=0):
 def list_digits(root=None, split='train', verify=False):
     "List the digits demo dataset (made on first use)."
     root = make_digits_folder(root)
-    words = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine')
-    return list_imagefolder(root, split, prompts={str(d): f'the digit {w}' for d, w in enumerate(words)}, verify=verify)
+    return list_imagefolder(root, split, prompts={str(d): f'the digit {w}' for d, w in enumerate(DIGIT_WORDS)}, verify=verify)
 
 # %% ../nbs/02_data.ipynb #0c7c4584
 def show_dataset(ds, n=8, figsize=None):

@@ -20,7 +20,7 @@ log = logging.getLogger('coda')
 
 # %% auto #0
 __all__ = ['log', 'TORCH_DTYPES', 'device_dtype', 'load_pipeline', 'load_refiner', 'image_seed', 'generation_size',
-           'latent_shape', 'targets_fingerprint', 'generation_record', 'generate']
+           'latent_shape', 'targets_fingerprint', 'generation_record', 'bars_off', 'generate']
 
 # %% ../nbs/06_generation.ipynb #25dd978a
 TORCH_DTYPES = dict(float32=torch.float32, float16=torch.float16, bfloat16=torch.bfloat16)
@@ -210,6 +210,18 @@ def _check_call(pipe, refiner, cfg):
     if cfg.dtype != 'auto' and pipe.unet.dtype != TORCH_DTYPES[cfg.dtype]:
         raise ValueError(f'the pipeline runs in {pipe.unet.dtype} but --generation-dtype is {cfg.dtype}: load it with load_pipeline(cfg)')
 
+@contextlib.contextmanager
+def bars_off(*pipes):
+    "Switch the per-call progress bars of `pipes` (None entries skipped) off while the block runs, then restore each one's own setting."
+    pipes = [p for p in pipes if p is not None]
+    saved = [p.__dict__.get('_progress_bar_config') for p in pipes]
+    for p in pipes: p.set_progress_bar_config(disable=True)
+    try: yield
+    finally:
+        for p, c in zip(pipes, saved):
+            if c is None: p.__dict__.pop('_progress_bar_config', None)
+            else: p._progress_bar_config = c
+
 # %% ../nbs/06_generation.ipynb #d07ace33
 def generate(pipe, targets, out_dir, cfg: GenerationConfig, refiner=None, upstream=None, overwrite=False, proc: Process = None,
              show_progress=True):
@@ -225,30 +237,22 @@ def generate(pipe, targets, out_dir, cfg: GenerationConfig, refiner=None, upstre
     batches = _batches(targets, cfg.batch_size)
     mine = st.todo(proc.shard(list(batches)))   # split the whole list by position, then skip what is finished
     size, do_cfg = generation_size(pipe, cfg), cfg.guidance_scale > 1
-    pipes = [p for p in (pipe, refiner) if p is not None]
-    bar_cfgs = [p.__dict__.get('_progress_bar_config') for p in pipes]
-    for p in pipes: p.set_progress_bar_config(disable=True)   # one progress report over batches instead of one per call
     emb, ref_emb, written = {}, {}, 0
-    try:
-        with torch.inference_mode():
-            for item in progress(mine, desc='generating', show=show_progress and proc.is_main):
-                batch = batches[item]
-                classes = {j for j, _ in batch}
-                for j in sorted(classes):   # the prompt is encoded once per class (batches are in class order)
-                    if j not in emb:
-                        emb = {jj: e for jj, e in emb.items() if jj in classes}
-                        ref_emb = {jj: e for jj, e in ref_emb.items() if jj in classes}
-                        emb[j] = _encode(pipe, targets[j][2], do_cfg, pipe._execution_device)
-                        if refiner is not None: ref_emb[j] = _encode(refiner, targets[j][2], do_cfg, pipe._execution_device)
-                images = _run_batch(pipe, refiner, targets, batch, emb, ref_emb, cfg, size)
-                files = [f'{targets[j][0]}/{k}.png' for j, k in batch]
-                for f, im in zip(files, images): save_png(st.path(f), im)
-                st.finish_item(item, files)
-                written += len(files)
-    finally:
-        for p, c in zip(pipes, bar_cfgs):
-            if c is None: p.__dict__.pop('_progress_bar_config', None)
-            else: p._progress_bar_config = c
+    with bars_off(pipe, refiner), torch.inference_mode():   # one progress report over batches instead of one per call
+        for item in progress(mine, desc='generating', show=show_progress and proc.is_main):
+            batch = batches[item]
+            classes = {j for j, _ in batch}
+            for j in sorted(classes):   # the prompt is encoded once per class (batches are in class order)
+                if j not in emb:
+                    emb = {jj: e for jj, e in emb.items() if jj in classes}
+                    ref_emb = {jj: e for jj, e in ref_emb.items() if jj in classes}
+                    emb[j] = _encode(pipe, targets[j][2], do_cfg, pipe._execution_device)
+                    if refiner is not None: ref_emb[j] = _encode(refiner, targets[j][2], do_cfg, pipe._execution_device)
+            images = _run_batch(pipe, refiner, targets, batch, emb, ref_emb, cfg, size)
+            files = [f'{targets[j][0]}/{k}.png' for j, k in batch]
+            for f, im in zip(files, images): save_png(st.path(f), im)
+            st.finish_item(item, files)
+            written += len(files)
     proc.barrier()
     done = [i for i in batches if (st.items_dir/f'{i}.json').exists()]
     if proc.is_main and len(done) == len(batches):

@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .data import DIGIT_WORDS
+
 # %% auto #0
-__all__ = ['DIGIT_GLYPHS', 'DIGIT_WORDS', 'CAPTIONS', 'digit_fonts', 'render_digit', 'printed_digits', 'show_digits',
-           'handwriting_gap', 'digit_image', 'digit_caption', 'prior_pipeline', 'train_prior', 'save_prior',
-           'digit_array', 'prior_samples']
+__all__ = ['DIGIT_GLYPHS', 'CAPTIONS', 'digit_fonts', 'render_digit', 'printed_digits', 'show_digits', 'handwriting_gap',
+           'digit_image', 'digit_caption', 'prior_pipeline', 'train_prior', 'save_prior', 'digit_array',
+           'prior_samples']
 
 # %% ../nbs/10_printed.ipynb #f6f3800a
 DIGIT_GLYPHS = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine')
@@ -91,7 +93,6 @@ def handwriting_gap(X_printed, y_printed, seed=0):
     return dict(printed=score(X_printed, y_printed), handwritten=score(Xa, ya))
 
 # %% ../nbs/10_printed.ipynb #be57cd6e
-DIGIT_WORDS = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine')
 CAPTIONS = ('a printed digit {d}', 'the digit {w}', 'a {d}', 'the number {w}', 'digit {d}', 'a typed {d}', 'the numeral {d}',
             'a picture of the digit {d}')
 
@@ -237,15 +238,10 @@ def prior_samples(pipe, per_digit=8, prompt='the digit {w}', seed=0, steps=25, g
     labels = np.repeat(np.arange(10), per_digit)
     prompts = [prompt.format(d=d, w=DIGIT_WORDS[d]) for d in labels]
     seeds = [seed + k for _ in range(10) for k in range(per_digit)]
-    bar = pipe.__dict__.get('_progress_bar_config')
-    pipe.set_progress_bar_config(disable=True)
+    from coda.generation import bars_off
     images = []
-    try:
-        with torch.inference_mode():
-            for i in range(0, len(prompts), batch_size):
-                gens = [torch.Generator('cpu').manual_seed(s) for s in seeds[i:i + batch_size]]
-                images += pipe(prompts[i:i + batch_size], num_inference_steps=steps, guidance_scale=guidance, generator=gens).images
-    finally:
-        if bar is None: pipe.__dict__.pop('_progress_bar_config', None)
-        else: pipe._progress_bar_config = bar
+    with bars_off(pipe), torch.inference_mode():
+        for i in range(0, len(prompts), batch_size):
+            gens = [torch.Generator('cpu').manual_seed(s) for s in seeds[i:i + batch_size]]
+            images += pipe(prompts[i:i + batch_size], num_inference_steps=steps, guidance_scale=guidance, generator=gens).images
     return images, labels
