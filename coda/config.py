@@ -8,14 +8,69 @@ import argparse, json, os, re, typing
 from dataclasses import dataclass, field, fields, replace, MISSING
 from pathlib import Path
 
+from fastcore.basics import patch
+
 # %% auto #0
 __all__ = ['DTYPES', 'STUDENTS', 'SELECTIONS', 'BASELINES', 'DATASETS', 'BUNDLED_MODELS', 'SECTIONS', 'PREFIX', 'DIGITS_SOFT',
-           'DISTILL_SWITCHES', 'EVALUATE_SECTIONS', 'bundled_model_dir', 'model_source', 'generation_batch_size',
-           'DataConfig', 'FeatureConfig', 'DiscoveryConfig', 'GenerationConfig', 'TrainConfig', 'RunConfig',
-           'flag_table', 'flag_of', 'parse_value', 'field_help', 'make_parser', 'ConfigError', 'config_from_dict',
-           'load_config', 'expand_env', 'recipes_dir', 'list_recipes', 'find_config', 'default_training',
-           'digits_recipe', 'set_field', 'config_from_args', 'parse_args', 'ipc_epochs', 'resolve_train',
-           'resolve_config', 'check_config', 'validate', 'distill_parser', 'evaluate_parser']
+           'DISTILL_SWITCHES', 'EVALUATE_SECTIONS', 'Registry', 'bundled_model_dir', 'model_source',
+           'generation_batch_size', 'DataConfig', 'FeatureConfig', 'DiscoveryConfig', 'GenerationConfig', 'TrainConfig',
+           'RunConfig', 'flag_table', 'flag_of', 'parse_value', 'field_help', 'make_parser', 'ConfigError',
+           'config_from_dict', 'load_config', 'expand_env', 'recipes_dir', 'list_recipes', 'find_config',
+           'default_training', 'digits_recipe', 'set_field', 'config_from_args', 'parse_args', 'ipc_epochs',
+           'resolve_train', 'resolve_config', 'check_config', 'validate', 'distill_parser', 'evaluate_parser']
+
+# %% ../nbs/01_config.ipynb #a44e90b5
+class Registry:
+    "Names -> builders of one vocabulary, in registration order; a builder may be a `'module:callable'` string."
+    def __init__(self, what): self.what, self._items = what, {}
+    def __contains__(self, name): return name in self._items
+    def __iter__(self): return iter(self._items)
+    def __len__(self): return len(self._items)
+    def __repr__(self): return f'Registry({self.what!r}: {", ".join(self._items)})'
+    def choices(self): return tuple(self._items)
+
+# %% ../nbs/01_config.ipynb #aef2eb9f
+@patch
+def register(self: Registry, name, builder=None, **meta):
+    "Register `builder` (a callable or `'module:callable'`) under `name`, with `meta`; a decorator when `builder` is omitted."
+    if not (isinstance(name, str) and name):
+        raise ValueError(f'a {self.what} is registered under a non-empty string name, got {name!r}')
+    def add(b):
+        if name in self._items:
+            raise ValueError(f'{self.what} {name!r} is already registered; call .unregister({name!r}) first to replace it')
+        if not (callable(b) or (isinstance(b, str) and b.count(':') == 1)):
+            raise TypeError(f"the builder of {self.what} {name!r} must be a callable or a 'module:callable' string, got {b!r}")
+        self._items[name] = (b, dict(meta))
+        return b
+    return add if builder is None else add(builder)
+
+@patch
+def unregister(self: Registry, name):
+    "Remove `name` (and return its builder)."
+    self._check(name)
+    return self._items.pop(name)[0]
+
+# %% ../nbs/01_config.ipynb #d8d2eb51
+@patch
+def _check(self: Registry, name):
+    if name not in self._items:
+        raise KeyError(f"unknown {self.what} {name!r}; choose one of {', '.join(self._items) or '(none registered)'}")
+
+@patch
+def meta(self: Registry, name):
+    "The metadata `name` was registered with."
+    self._check(name)
+    return self._items[name][1]
+
+@patch
+def get(self: Registry, name):
+    "The builder of `name`, its module imported if it was registered as a `'module:callable'` string."
+    self._check(name)
+    b = self._items[name][0]
+    if callable(b): return b
+    mod, attr = b.split(':')
+    import importlib
+    return getattr(importlib.import_module(mod), attr)
 
 # %% ../nbs/01_config.ipynb #b15b57b3
 DTYPES = ('float32', 'float16', 'bfloat16')
