@@ -10,12 +10,13 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['DTYPES', 'STUDENTS', 'SELECTIONS', 'BASELINES', 'DATASETS', 'BUNDLED_MODELS', 'SECTIONS', 'PREFIX', 'DIGITS_SOFT',
-           'DISTILL_SWITCHES', 'EVALUATE_SECTIONS', 'bundled_model_dir', 'model_source', 'generation_batch_size',
-           'DataConfig', 'FeatureConfig', 'DiscoveryConfig', 'GenerationConfig', 'TrainConfig', 'RunConfig',
-           'flag_table', 'flag_of', 'parse_value', 'field_help', 'make_parser', 'ConfigError', 'config_from_dict',
-           'load_config', 'expand_env', 'recipes_dir', 'list_recipes', 'find_config', 'default_training',
-           'digits_recipe', 'set_field', 'config_from_args', 'parse_args', 'ipc_epochs', 'resolve_train',
-           'resolve_config', 'check_config', 'validate', 'distill_parser', 'evaluate_parser']
+           'DEFAULT_SCALE', 'RESOLVED', 'DISTILL_SWITCHES', 'EVALUATE_SECTIONS', 'bundled_model_dir', 'model_source',
+           'generation_batch_size', 'DataConfig', 'FeatureConfig', 'DiscoveryConfig', 'GenerationConfig', 'TrainConfig',
+           'RunConfig', 'flag_table', 'flag_of', 'parse_value', 'field_help', 'make_parser', 'ConfigError',
+           'config_from_dict', 'load_config', 'expand_env', 'recipes_dir', 'list_recipes', 'find_config',
+           'default_training', 'digits_recipe', 'set_field', 'config_from_args', 'parse_args', 'ipc_epochs',
+           'resolve_train', 'unresolved', 'resolve_config', 'check_config', 'validate', 'distill_parser',
+           'evaluate_parser']
 
 # %% ../nbs/01_config.ipynb #b15b57b3
 DTYPES = ('float32', 'float16', 'bfloat16')
@@ -426,20 +427,33 @@ def ipc_epochs(ipc, n_classes=10):
     e = 3000 if ipc <= 1 else 2000 if ipc <= 10 else 1500 if ipc <= 50 else 1000 if ipc <= 200 else 500 if ipc <= 500 else 300
     return int(e * 2 / 3) // 100 * 100 if n_classes == 100 else e   # 100 classes: two thirds, rounded down to a hundred
 
+DEFAULT_SCALE = tuple(TrainConfig.scale)   # the RandomResizedCrop area range a config has when it is left unset
+RESOLVED = ('epochs', 'batch_size', 'lr', 'wd', 'wd_params', 'jitter', 'lighting', 'shuffle_patches', 'val_resize',
+            'eval_every', 'eval_from', 'extra_forward')   # the settings resolve_train fills in: never None in a resolved recipe
+
 def resolve_train(cfg: TrainConfig, ipc, n_classes) -> TrainConfig:
-    "`cfg` with every `None` replaced by its protocol's default for a set of `ipc` images per class and `n_classes` classes."
+    "The recipe a student of a set of `ipc` images per class and `n_classes` classes trains with: `cfg`, every `None` its protocol's default."
     hard = cfg.protocol == 'hard'
     epochs = cfg.epochs or max(1, round((ipc_epochs(ipc, n_classes) if hard else 300) * cfg.epoch_scale))
     many = n_classes > 100   # hard labels, more than 100 classes: lr 0.1, weight decay 1e-4, batch >= 128
     soft_bs = min((10 if ipc <= 1 else 50 if ipc <= 10 else 100) * (2 if n_classes >= 100 else 1), max(1, ipc * n_classes))
+    f = cfg.shuffle_patches if cfg.shuffle_patches is not None else (1 if hard else 2)
+    scale = (1 / f, 1.0) if not hard and tuple(cfg.scale) == DEFAULT_SCALE else tuple(cfg.scale)   # RDED: RandomResizedCrop(scale=(1 / factor, 1))
     return replace(cfg, epochs=epochs, batch_size=cfg.batch_size or ((128 if many else 64) if hard else soft_bs),
                    lr=cfg.lr if cfg.lr is not None else ((0.1 if many else 0.01) if hard else 1e-3),
                    wd=cfg.wd if cfg.wd is not None else ((1e-4 if many else 5e-4) if hard else 0.01),
+                   wd_params=cfg.wd_params or ('all' if hard else 'weights'),
                    val_resize=cfg.val_resize if cfg.val_resize is not None else (1.0 if hard else 8 / 7),
                    jitter=cfg.jitter if cfg.jitter is not None else (0.4 if hard else 0.0),
                    lighting=cfg.lighting if cfg.lighting is not None else (0.1 if hard else 0.0),
+                   shuffle_patches=f, scale=scale,
                    eval_every=cfg.eval_every or (max(1, epochs // 100) if hard else 10),
-                   eval_from=cfg.eval_from if cfg.eval_from is not None else (0.0 if hard else 0.8))
+                   eval_from=cfg.eval_from if cfg.eval_from is not None else (0.0 if hard else 0.8),
+                   extra_forward=(not hard) if cfg.extra_forward is None else cfg.extra_forward)
+
+def unresolved(cfg: TrainConfig):
+    "The settings of `cfg` that `resolve_train` would still fill in (none in a recipe it returned)."
+    return [n for n in RESOLVED if getattr(cfg, n) is None]
 
 
 # %% ../nbs/01_config.ipynb #d40347e3
