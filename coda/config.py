@@ -10,13 +10,13 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['DTYPES', 'STUDENTS', 'SELECTIONS', 'BASELINES', 'DATASETS', 'BUNDLED_MODELS', 'SECTIONS', 'PREFIX', 'DIGITS_SOFT',
-           'DEFAULT_SCALE', 'RESOLVED', 'DISTILL_SWITCHES', 'EVALUATE_SECTIONS', 'bundled_model_dir', 'model_source',
-           'generation_batch_size', 'DataConfig', 'FeatureConfig', 'DiscoveryConfig', 'GenerationConfig', 'TrainConfig',
-           'RunConfig', 'flag_table', 'flag_of', 'parse_value', 'field_help', 'make_parser', 'ConfigError',
-           'config_from_dict', 'load_config', 'expand_env', 'recipes_dir', 'list_recipes', 'find_config',
-           'default_training', 'digits_recipe', 'set_field', 'config_from_args', 'parse_args', 'ipc_epochs',
-           'resolve_train', 'unresolved', 'resolve_config', 'check_config', 'validate', 'distill_parser',
-           'evaluate_parser']
+           'DEFAULT_SCALE', 'RESOLVED', 'DISTILL_SWITCHES', 'EVALUATE_SECTIONS', 'EXPORT_SETS', 'bundled_model_dir',
+           'model_source', 'generation_batch_size', 'DataConfig', 'FeatureConfig', 'DiscoveryConfig',
+           'GenerationConfig', 'TrainConfig', 'RunConfig', 'flag_table', 'flag_of', 'parse_value', 'field_help',
+           'make_parser', 'ConfigError', 'config_from_dict', 'load_config', 'expand_env', 'recipes_dir', 'list_recipes',
+           'find_config', 'default_training', 'digits_recipe', 'set_field', 'config_from_args', 'parse_args',
+           'ipc_epochs', 'resolve_train', 'unresolved', 'resolve_config', 'check_config', 'validate', 'distill_parser',
+           'evaluate_parser', 'ExportConfig', 'export_parser', 'parse_export']
 
 # %% ../nbs/01_config.ipynb #b15b57b3
 DTYPES = ('float32', 'float16', 'bfloat16')
@@ -609,3 +609,40 @@ def evaluate_parser():
     cmd.add_argument('--set', action='append', metavar='NAME=FOLDER', default=argparse.SUPPRESS,
                      help="a distilled ImageFolder (<class id>/<images>) evaluated beside the run's sets; repeatable")
     return p
+
+# %% ../nbs/01_config.ipynb #a7b8c9d0
+EXPORT_SETS = ('coda', 't2i', 'coda_core') + SELECTIONS   # the sets a run can hold, in the results table's order
+
+@dataclass
+class ExportConfig:
+    "What `coda_export` writes, from which run, and where."
+    out: str = 'coda_out'            # the finished coda_distill run to export (its --out)
+    dest: str | None = None          # folder the export is written to, one subfolder per set; default: <out>/export
+    sets: tuple = ()                 # the sets to export, among coda, t2i, coda_core, random, kmeans; default (none given): every set the run has
+    overwrite: bool = False          # replace an export folder that exists (the new one is written first, then swapped in)
+
+def export_parser():
+    "The parser of `coda_export`: a flag per field of `ExportConfig`."
+    p = _Parser(prog='coda_export', argument_default=argparse.SUPPRESS,
+                description='Write the distilled sets of a finished coda_distill run as numbered class folders (00000/, ...) '
+                            'with class_map.json and a Hugging Face imagefolder metadata.jsonl. Flags take - or _.')
+    helps, types = field_help(ExportConfig), _field_types(ExportConfig)
+    for f in fields(ExportConfig):
+        t, _ = _base_type(types[f.name])
+        kw = dict(action=argparse.BooleanOptionalAction) if t is bool else dict(metavar=f.name.upper())
+        p.add_argument(f'--{f.name}', dest=f.name, help=helps[f.name].replace('%', '%%'), **kw)
+    return p
+
+def parse_export(argv) -> ExportConfig:
+    "The `ExportConfig` of `coda_export`'s arguments `argv`; `ConfigError` lists every bad value, each by its flag."
+    args, types = vars(export_parser().parse_args(_normalise(argv))), _field_types(ExportConfig)
+    cfg, bad = ExportConfig(), []
+    for f in fields(ExportConfig):
+        if f.name not in args: continue
+        v = args[f.name]
+        try: cfg = replace(cfg, **{f.name: v if not isinstance(v, str) else parse_value(v, types[f.name], f.default)})
+        except ValueError as e: bad.append(f'--{f.name}: {e}')
+    unknown = [s for s in cfg.sets if s not in EXPORT_SETS]
+    if unknown: bad.append(f"--sets: {', '.join(unknown)} is no set a run holds; choose among {', '.join(EXPORT_SETS)}")
+    if bad: raise ConfigError(bad)
+    return cfg

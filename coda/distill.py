@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_distill.ipynb #6180f64e
 from __future__ import annotations
-import contextlib, hashlib, logging, sys, time
+import contextlib, hashlib, logging, re, sys, time
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -187,12 +187,29 @@ def _saved_config(cfg):
     return d
 
 # %% ../nbs/08_distill.ipynb #3a2e3caf
+_NUMBERED = re.compile(r'\d{5}')   # a numbered class folder: the class's index in five digits (RDED, DD-Ranking, coda_export)
+
+def _by_index(folder, by_id, numbered, like: TargetDataset, name):
+    "Class id -> class of a numbered set (`00000/` is class 0 of `like`), or ValueError saying how the folders differ from the classes."
+    if len(numbered) != len(by_id):
+        others = sorted(set(by_id) - set(numbered))[:5]
+        raise ValueError(f'{name} ({folder}) mixes numbered class folders ({sorted(numbered)[:3]}...) with others ({others}): '
+                         'name every class folder by its class id, or every one by its index (00000, 00001, ...)')
+    k, want = len(like.classes), [f'{i:05d}' for i in range(len(like.classes))]
+    if sorted(numbered) != want:
+        gaps = sorted(set(want) - set(numbered))[:5]
+        raise ValueError(f'{name} ({folder}) has {len(numbered)} numbered class folders, but the dataset has {k} classes: '
+                         f'a numbered set needs exactly 00000 to {k - 1:05d}' + (f' (missing: {gaps})' if gaps else ''))
+    return {c.id: by_id[f'{c.index:05d}'] for c in like.classes}
+
 def list_distilled(folder, like: TargetDataset, name='the distilled set') -> TargetDataset:
-    "The distilled set in `folder` (`<class id>/<images>`), with the classes, labels and prompts of `like`."
+    "The distilled set in `folder` (`<class id>/<images>`, or numbered `<class index:05d>/<images>`), with the classes, labels and prompts of `like`."
     folder = Path(folder)
     if not folder.is_dir(): raise FileNotFoundError(f'{name}: {folder} is not a folder of <class id>/<images>')
     got = list_imagefolder(folder)
     by_id = {c.id: c for c in got.classes}
+    if set(by_id) != set(like.class_ids) and (numbered := [i for i in by_id if _NUMBERED.fullmatch(i)]):
+        by_id = _by_index(folder, by_id, numbered, like, name)
     missing = [c.id for c in like.classes if c.id not in by_id]
     if missing: raise ValueError(f'{name} ({folder}) lacks the class folder(s) {missing[:10]} of the dataset')
     extra = sorted(set(by_id) - set(like.class_ids))
