@@ -607,7 +607,8 @@ def evaluate_parser():
                     'changed by the flags given) and write its report.', sections=EVALUATE_SECTIONS)
     cmd = next(g for g in p._action_groups if g.title == 'command')
     cmd.add_argument('--set', action='append', metavar='NAME=FOLDER', default=argparse.SUPPRESS,
-                     help="a distilled ImageFolder (<class id>/<images>) evaluated beside the run's sets; repeatable")
+                     help="a distilled ImageFolder (<class id>/<images>, or numbered <class index:05d>/<images> "
+                          "as RDED, DD-Ranking and coda_export write) evaluated beside the run's sets; repeatable")
     return p
 
 # %% ../nbs/01_config.ipynb #a7b8c9d0
