@@ -12,14 +12,15 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['DTYPES', 'STUDENTS', 'SELECTIONS', 'BASELINES', 'DATASETS', 'BUNDLED_MODELS', 'SECTIONS', 'PREFIX', 'DIGITS_SOFT',
-           'DISTILL_SWITCHES', 'EVALUATE_SECTIONS', 'Registry', 'bundled_model_dir', 'model_source',
-           'generation_batch_size', 'DataConfig', 'FeatureConfig', 'DiscoveryConfig', 'GenerationConfig', 'TrainConfig',
-           'RunConfig', 'flag_table', 'flag_of', 'parse_value', 'field_help', 'make_parser', 'ConfigError',
-           'config_from_dict', 'load_config', 'expand_env', 'recipes_dir', 'list_recipes', 'find_config',
-           'default_training', 'digits_recipe', 'set_field', 'config_from_args', 'parse_args', 'ipc_epochs',
-           'resolve_train', 'resolve_config', 'check_config', 'validate', 'distill_parser', 'evaluate_parser']
+           'DEFAULT_SCALE', 'RESOLVED', 'DISTILL_SWITCHES', 'EVALUATE_SECTIONS', 'EXPORT_SETS', 'Registry',
+           'bundled_model_dir', 'model_source', 'generation_batch_size', 'DataConfig', 'FeatureConfig',
+           'DiscoveryConfig', 'GenerationConfig', 'TrainConfig', 'RunConfig', 'flag_table', 'flag_of', 'parse_value',
+           'field_help', 'make_parser', 'ConfigError', 'config_from_dict', 'load_config', 'expand_env', 'recipes_dir',
+           'list_recipes', 'find_config', 'default_training', 'digits_recipe', 'set_field', 'config_from_args',
+           'parse_args', 'ipc_epochs', 'resolve_train', 'unresolved', 'resolve_config', 'check_config', 'validate',
+           'distill_parser', 'evaluate_parser', 'ExportConfig', 'export_parser', 'parse_export']
 
-# %% ../nbs/01_config.ipynb #a44e90b5
+# %% ../nbs/01_config.ipynb #da9d659e
 class Registry:
     "Names -> builders of one vocabulary, in registration order; a builder may be a `'module:callable'` string."
     def __init__(self, what): self.what, self._items = what, {}
@@ -29,7 +30,7 @@ class Registry:
     def __repr__(self): return f'Registry({self.what!r}: {", ".join(self._items)})'
     def choices(self): return tuple(self._items)
 
-# %% ../nbs/01_config.ipynb #aef2eb9f
+# %% ../nbs/01_config.ipynb #a9d628d0
 @patch
 def register(self: Registry, name, builder=None, **meta):
     "Register `builder` (a callable or `'module:callable'`) under `name`, with `meta`; a decorator when `builder` is omitted."
@@ -50,7 +51,7 @@ def unregister(self: Registry, name):
     self._check(name)
     return self._items.pop(name)[0]
 
-# %% ../nbs/01_config.ipynb #d8d2eb51
+# %% ../nbs/01_config.ipynb #3070ce59
 @patch
 def _check(self: Registry, name):
     if name not in self._items:
@@ -481,20 +482,33 @@ def ipc_epochs(ipc, n_classes=10):
     e = 3000 if ipc <= 1 else 2000 if ipc <= 10 else 1500 if ipc <= 50 else 1000 if ipc <= 200 else 500 if ipc <= 500 else 300
     return int(e * 2 / 3) // 100 * 100 if n_classes == 100 else e   # 100 classes: two thirds, rounded down to a hundred
 
+DEFAULT_SCALE = tuple(TrainConfig.scale)   # the RandomResizedCrop area range a config has when it is left unset
+RESOLVED = ('epochs', 'batch_size', 'lr', 'wd', 'wd_params', 'jitter', 'lighting', 'shuffle_patches', 'val_resize',
+            'eval_every', 'eval_from', 'extra_forward')   # the settings resolve_train fills in: never None in a resolved recipe
+
 def resolve_train(cfg: TrainConfig, ipc, n_classes) -> TrainConfig:
-    "`cfg` with every `None` replaced by its protocol's default for a set of `ipc` images per class and `n_classes` classes."
+    "The recipe a student of a set of `ipc` images per class and `n_classes` classes trains with: `cfg`, every `None` its protocol's default."
     hard = cfg.protocol == 'hard'
     epochs = cfg.epochs or max(1, round((ipc_epochs(ipc, n_classes) if hard else 300) * cfg.epoch_scale))
     many = n_classes > 100   # hard labels, more than 100 classes: lr 0.1, weight decay 1e-4, batch >= 128
     soft_bs = min((10 if ipc <= 1 else 50 if ipc <= 10 else 100) * (2 if n_classes >= 100 else 1), max(1, ipc * n_classes))
+    f = cfg.shuffle_patches if cfg.shuffle_patches is not None else (1 if hard else 2)
+    scale = (1 / f, 1.0) if not hard and tuple(cfg.scale) == DEFAULT_SCALE else tuple(cfg.scale)   # RDED: RandomResizedCrop(scale=(1 / factor, 1))
     return replace(cfg, epochs=epochs, batch_size=cfg.batch_size or ((128 if many else 64) if hard else soft_bs),
                    lr=cfg.lr if cfg.lr is not None else ((0.1 if many else 0.01) if hard else 1e-3),
                    wd=cfg.wd if cfg.wd is not None else ((1e-4 if many else 5e-4) if hard else 0.01),
+                   wd_params=cfg.wd_params or ('all' if hard else 'weights'),
                    val_resize=cfg.val_resize if cfg.val_resize is not None else (1.0 if hard else 8 / 7),
                    jitter=cfg.jitter if cfg.jitter is not None else (0.4 if hard else 0.0),
                    lighting=cfg.lighting if cfg.lighting is not None else (0.1 if hard else 0.0),
+                   shuffle_patches=f, scale=scale,
                    eval_every=cfg.eval_every or (max(1, epochs // 100) if hard else 10),
-                   eval_from=cfg.eval_from if cfg.eval_from is not None else (0.0 if hard else 0.8))
+                   eval_from=cfg.eval_from if cfg.eval_from is not None else (0.0 if hard else 0.8),
+                   extra_forward=(not hard) if cfg.extra_forward is None else cfg.extra_forward)
+
+def unresolved(cfg: TrainConfig):
+    "The settings of `cfg` that `resolve_train` would still fill in (none in a recipe it returned)."
+    return [n for n in RESOLVED if getattr(cfg, n) is None]
 
 
 # %% ../nbs/01_config.ipynb #d40347e3
@@ -648,5 +662,43 @@ def evaluate_parser():
                     'changed by the flags given) and write its report.', sections=EVALUATE_SECTIONS)
     cmd = next(g for g in p._action_groups if g.title == 'command')
     cmd.add_argument('--set', action='append', metavar='NAME=FOLDER', default=argparse.SUPPRESS,
-                     help="a distilled ImageFolder (<class id>/<images>) evaluated beside the run's sets; repeatable")
+                     help="a distilled ImageFolder (<class id>/<images>, or numbered <class index:05d>/<images> "
+                          "as RDED, DD-Ranking and coda_export write) evaluated beside the run's sets; repeatable")
     return p
+
+# %% ../nbs/01_config.ipynb #a7b8c9d0
+EXPORT_SETS = ('coda', 't2i', 'coda_core') + SELECTIONS   # the sets a run can hold, in the results table's order
+
+@dataclass
+class ExportConfig:
+    "What `coda_export` writes, from which run, and where."
+    out: str = 'coda_out'            # the finished coda_distill run to export (its --out)
+    dest: str | None = None          # folder the export is written to, one subfolder per set; default: <out>/export
+    sets: tuple = ()                 # the sets to export, among coda, t2i, coda_core, random, kmeans; default (none given): every set the run has
+    overwrite: bool = False          # replace an export folder that exists (the new one is written first, then swapped in)
+
+def export_parser():
+    "The parser of `coda_export`: a flag per field of `ExportConfig`."
+    p = _Parser(prog='coda_export', argument_default=argparse.SUPPRESS,
+                description='Write the distilled sets of a finished coda_distill run as numbered class folders (00000/, ...) '
+                            'with class_map.json and a Hugging Face imagefolder metadata.jsonl. Flags take - or _.')
+    helps, types = field_help(ExportConfig), _field_types(ExportConfig)
+    for f in fields(ExportConfig):
+        t, _ = _base_type(types[f.name])
+        kw = dict(action=argparse.BooleanOptionalAction) if t is bool else dict(metavar=f.name.upper())
+        p.add_argument(f'--{f.name}', dest=f.name, help=helps[f.name].replace('%', '%%'), **kw)
+    return p
+
+def parse_export(argv) -> ExportConfig:
+    "The `ExportConfig` of `coda_export`'s arguments `argv`; `ConfigError` lists every bad value, each by its flag."
+    args, types = vars(export_parser().parse_args(_normalise(argv))), _field_types(ExportConfig)
+    cfg, bad = ExportConfig(), []
+    for f in fields(ExportConfig):
+        if f.name not in args: continue
+        v = args[f.name]
+        try: cfg = replace(cfg, **{f.name: v if not isinstance(v, str) else parse_value(v, types[f.name], f.default)})
+        except ValueError as e: bad.append(f'--{f.name}: {e}')
+    unknown = [s for s in cfg.sets if s not in EXPORT_SETS]
+    if unknown: bad.append(f"--sets: {', '.join(unknown)} is no set a run holds; choose among {', '.join(EXPORT_SETS)}")
+    if bad: raise ConfigError(bad)
+    return cfg

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_distill.ipynb #6180f64e
 from __future__ import annotations
-import contextlib, hashlib, logging, sys, time
+import contextlib, hashlib, logging, re, sys, time
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -18,8 +18,8 @@ from .data import TargetDataset, list_imagefolder, list_run, listing_counts, cou
 __all__ = ['GENERATION_OFF', 'LIBS_RSS', 'stage_dirs', 'set_names', 'generated_names', 'data_record', 'upstream_of',
            'check_class_sizes', 'check_class_agreement', 'run_log', 'torch_threads', 'timed', 'generation_config',
            'distill_stages', 'distill', 'readable_train', 'list_distilled', 'run_sets', 'hard_recipe', 'evaluation_dir',
-           'evaluate', 'results_json', 'show_alignment', 'report_text', 'write_report', 'plan', 'coda_distill',
-           'coda_evaluate', 'run_cli', 'distill_cli', 'evaluate_cli']
+           'evaluate', 'results_json', 'show_alignment', 'report_text', 'write_report', 'plan', 'recipe_text',
+           'coda_distill', 'coda_evaluate', 'run_cli', 'distill_cli', 'evaluate_cli']
 
 # %% ../nbs/08_distill.ipynb #b9618dc8
 def stage_dirs(out):
@@ -187,12 +187,29 @@ def _saved_config(cfg):
     return d
 
 # %% ../nbs/08_distill.ipynb #3a2e3caf
+_NUMBERED = re.compile(r'\d{5}')   # a numbered class folder: the class's index in five digits (RDED, DD-Ranking, coda_export)
+
+def _by_index(folder, by_id, numbered, like: TargetDataset, name):
+    "Class id -> class of a numbered set (`00000/` is class 0 of `like`), or ValueError saying how the folders differ from the classes."
+    if len(numbered) != len(by_id):
+        others = sorted(set(by_id) - set(numbered))[:5]
+        raise ValueError(f'{name} ({folder}) mixes numbered class folders ({sorted(numbered)[:3]}...) with others ({others}): '
+                         'name every class folder by its class id, or every one by its index (00000, 00001, ...)')
+    k, want = len(like.classes), [f'{i:05d}' for i in range(len(like.classes))]
+    if sorted(numbered) != want:
+        gaps = sorted(set(want) - set(numbered))[:5]
+        raise ValueError(f'{name} ({folder}) has {len(numbered)} numbered class folders, but the dataset has {k} classes: '
+                         f'a numbered set needs exactly 00000 to {k - 1:05d}' + (f' (missing: {gaps})' if gaps else ''))
+    return {c.id: by_id[f'{c.index:05d}'] for c in like.classes}
+
 def list_distilled(folder, like: TargetDataset, name='the distilled set') -> TargetDataset:
-    "The distilled set in `folder` (`<class id>/<images>`), with the classes, labels and prompts of `like`."
+    "The distilled set in `folder` (`<class id>/<images>`, or numbered `<class index:05d>/<images>`), with the classes, labels and prompts of `like`."
     folder = Path(folder)
     if not folder.is_dir(): raise FileNotFoundError(f'{name}: {folder} is not a folder of <class id>/<images>')
     got = list_imagefolder(folder)
     by_id = {c.id: c for c in got.classes}
+    if set(by_id) != set(like.class_ids) and (numbered := [i for i in by_id if _NUMBERED.fullmatch(i)]):
+        by_id = _by_index(folder, by_id, numbered, like, name)
     missing = [c.id for c in like.classes if c.id not in by_id]
     if missing: raise ValueError(f'{name} ({folder}) lacks the class folder(s) {missing[:10]} of the dataset')
     extra = sorted(set(by_id) - set(like.class_ids))
@@ -460,16 +477,29 @@ def plan(cfg: RunConfig):
     if not Path(cfg.out).exists(): lines.append('  new')
     return lines, problems
 
+def recipe_text(t: TrainConfig) -> str:
+    "One line of the resolved student recipe `t` (`resolve_train`): what a student of the set trains with."
+    opt = f'SGD lr {t.lr:g} momentum {t.momentum:g}' if t.protocol == 'hard' else f'AdamW lr {t.lr:g} betas ({t.momentum:g}, 0.999)'
+    vr = round(t.image_size * t.val_resize)
+    seeds = f'seed 0' if t.seeds == 1 else f'seeds 0-{t.seeds - 1}'
+    return (f'{t.epochs} epochs, batch {t.batch_size}, {opt}, wd {t.wd:g} ({t.wd_params} params); '
+            f'crop scale ({t.scale[0]:.3g}, {t.scale[1]:.3g})' + (', flip' if t.flip else '')
+            + f', ShufflePatches {t.shuffle_patches}' + (' (none)' if t.shuffle_patches == 1 else '')
+            + f', jitter {t.jitter:g}, lighting {t.lighting:g}, CutMix {t.cutmix if t.cutmix else "none"}'
+            + (f', KD T {t.temperature:g} (teacher {t.teacher})' if t.protocol == 'soft' else '')
+            + f', extra forward {"yes" if t.extra_forward else "no"}; val Resize({vr}) + CenterCrop({t.image_size}) (val_resize {t.val_resize:.4g}), '
+            f'every {t.eval_every} epochs from {t.eval_from:.0%}; {seeds}')
+
 def _plan_training(cfg, k, ipc, nmax):
-    "The plan of the evaluation: sets, trainings and their epochs."
+    "The plan of the evaluation: each evaluated set and the resolved recipe its students train with (`resolve_train`)."
     sets = [*generated_names(cfg), *set_names(cfg)]
-    small = resolve_train(cfg.training, ipc, k)
-    out = [f'evaluation: {len(sets)} distilled set(s) x {small.seeds} seeds, {small.epochs} epochs each ({cfg.training.protocol}-label, '
-           f'{cfg.training.arch} at {cfg.training.image_size} px)']
-    if cfg.full:
-        full = resolve_train(cfg.training, nmax, k)
-        out.append(f'            + the full training split x {full.seeds} seeds, {full.epochs} epochs each')
+    t = cfg.training
+    out = [f'evaluation: {len(sets)} distilled set(s){" + the full training split" if cfg.full else ""}, {t.protocol}-label, '
+           f'{t.arch} at {t.image_size} px; the students\' recipes:']
+    if sets: out.append(f'  {", ".join(sets)} (IPC {ipc}): {recipe_text(resolve_train(t, ipc, k))}')
+    if cfg.full: out.append(f'  full (IPC {nmax}, its largest class): {recipe_text(resolve_train(t, nmax, k))}')
     return out
+
 
 # %% ../nbs/08_distill.ipynb #33064011
 def coda_distill(argv=None):

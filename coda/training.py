@@ -36,16 +36,15 @@ from .stage import Stage, Process, current_process, atomic_write, save_json, loa
 log = logging.getLogger('coda')
 
 # %% auto #0
-__all__ = ['log', 'RESAMPLE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'PCA_EIGVAL', 'PCA_EIGVEC', 'DEFAULT_SCALE', 'WD_PARAMS',
-           'MIXED_PRECISION', 'FLAT', 'KEEP_WEIGHTS', 'instance_norm', 'ConvNet', 'BasicBlockAP', 'ResNetAP',
-           'make_student', 'n_params', 'load_images', 'normalize', 'rrc_boxes', 'crop_resize', 'jitter_params',
-           'color_jitter', 'shuffle_patches', 'pca_lighting', 'Augment', 'show_augmented', 'TensorImageLoader',
-           'set_ipc', 'eval_epochs', 'resolve_protocol', 'resolve_recipe', 'step_schedule', 'half_cosine_schedule',
-           'load_state_dict_file', 'load_teacher', 'teacher_class_index', 'kd_loss', 'SoftLabels', 'decays',
-           'set_weight_decay', 'has_running_stats', 'TrainModeForward', 'default_device', 'cpu_threads', 'predict',
-           'EvalAndLog', 'make_learner', 'alone', 'train_student', 'paired_difference', 'compare_to', 'add_comparisons',
-           'lrs', 'dd_ranking', 'loss_change', 'flattened', 'ranking', 'results_table', 'ranking_table',
-           'convergence_statement', 'noise_statement', 'plot_curves', 'plot_protocols', 'stage_config',
+__all__ = ['log', 'RESAMPLE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'PCA_EIGVAL', 'PCA_EIGVEC', 'WD_PARAMS', 'MIXED_PRECISION', 'FLAT',
+           'KEEP_WEIGHTS', 'instance_norm', 'ConvNet', 'BasicBlockAP', 'ResNetAP', 'make_student', 'n_params',
+           'load_images', 'normalize', 'rrc_boxes', 'crop_resize', 'jitter_params', 'color_jitter', 'shuffle_patches',
+           'pca_lighting', 'Augment', 'show_augmented', 'TensorImageLoader', 'set_ipc', 'eval_epochs', 'step_schedule',
+           'half_cosine_schedule', 'load_state_dict_file', 'load_teacher', 'teacher_class_index', 'kd_loss',
+           'SoftLabels', 'decays', 'set_weight_decay', 'has_running_stats', 'TrainModeForward', 'default_device',
+           'cpu_threads', 'predict', 'EvalAndLog', 'make_learner', 'alone', 'train_student', 'paired_difference',
+           'compare_to', 'add_comparisons', 'lrs', 'dd_ranking', 'loss_change', 'flattened', 'ranking', 'results_table',
+           'ranking_table', 'convergence_statement', 'noise_statement', 'plot_curves', 'plot_protocols', 'stage_config',
            'save_weights_dict', 'save_weights', 'summarise', 'n_workers', 'evaluate_sets']
 
 # %% ../nbs/07_training.ipynb #b79767e3
@@ -273,7 +272,7 @@ class TensorImageLoader(DataLoader):
             yield xb, yb
 
 # %% ../nbs/07_training.ipynb #bebe79ff
-from .config import ipc_epochs, resolve_train
+from .config import ipc_epochs, resolve_train, unresolved
 
 # %% ../nbs/07_training.ipynb #99c32643
 def set_ipc(ds: TargetDataset):
@@ -283,21 +282,6 @@ def set_ipc(ds: TargetDataset):
 def eval_epochs(epochs, every, start=0.0):
     "The epochs (1-based) after which the val split is evaluated: every `every` after `start` of training, and the last."
     return sorted({e for e in range(1, epochs + 1) if e % every == 0 and e > start * epochs} | {epochs})
-
-# %% ../nbs/07_training.ipynb #63fd93bf
-DEFAULT_SCALE = tuple(TrainConfig.scale)   # the RandomResizedCrop area range a config has when it is left unset
-
-def resolve_protocol(cfg: TrainConfig) -> TrainConfig:
-    "`cfg` with the training loop's unset settings filled in for its protocol: ShufflePatches, the soft crop's area range, weight decay's parameters, the extra forward."
-    soft = cfg.protocol == 'soft'
-    f = cfg.shuffle_patches if cfg.shuffle_patches is not None else (2 if soft else 1)
-    scale = (1 / f, 1.0) if soft and tuple(cfg.scale) == DEFAULT_SCALE else tuple(cfg.scale)   # RDED: RandomResizedCrop(scale=(1 / factor, 1))
-    return replace(cfg, shuffle_patches=f, scale=scale, wd_params=cfg.wd_params or ('weights' if soft else 'all'),
-                   extra_forward=soft if cfg.extra_forward is None else cfg.extra_forward)
-
-def resolve_recipe(cfg: TrainConfig, ipc, n_classes) -> TrainConfig:
-    "The recipe a student of a set of `ipc` images per class and `n_classes` classes trains with: `resolve_train`, then `resolve_protocol`."
-    return resolve_protocol(resolve_train(cfg, ipc, n_classes))
 
 # %% ../nbs/07_training.ipynb #51aec574
 def step_schedule(lr, epochs, milestones=((2, 3), (5, 6)), gamma=0.2):
@@ -447,9 +431,10 @@ class EvalAndLog(Callback):
 MIXED_PRECISION = {'float32': None, 'bfloat16': 'to_bf16', 'float16': 'to_fp16'}   # --precision -> fastai's mixed precision
 
 def make_learner(x, y, cfg: TrainConfig, n_classes, seed=0, teacher=None, class_index=None, cbs=None):
-    "A fastai `Learner` for one student on `uint8` images `x` with labels `y`, under the resolved config `cfg`."
+    "A fastai `Learner` for one student on `uint8` images `x` with labels `y`, under the resolved recipe `cfg` (`resolve_train`)."
+    if missing := unresolved(cfg):
+        raise ValueError(f'make_learner needs a resolved recipe (coda.config.resolve_train); {", ".join(missing)} are unset')
     set_seed(seed, reproducible=True)
-    cfg = resolve_protocol(cfg)
     dev = default_device(cfg.device)
     hard = cfg.protocol == 'hard'
     aug = Augment(cfg.image_size, tuple(cfg.scale), cfg.flip, cfg.jitter, cfg.lighting, cfg.shuffle_patches)
@@ -740,7 +725,7 @@ def evaluate_sets(sets: dict, val_ds: TargetDataset, cfg: TrainConfig, out_dir, 
     for name, ds in sets.items(): _check_set(name, ds, val_ds)
     n_classes, seeds = len(val_ds.classes), [f'seed{s}' for s in range(cfg.seeds)]
     tfiles = {s: _teacher_file(cfg, s, teachers) for s in range(cfg.seeds)}   # checked before any work
-    rcfg = {name: resolve_recipe(cfg, set_ipc(ds), n_classes) for name, ds in sets.items()}
+    rcfg = {name: resolve_train(cfg, set_ipc(ds), n_classes) for name, ds in sets.items()}
     scfg = {name: stage_config(c) for name, c in rcfg.items()}
     stages = {name: Stage(out/name, 'evaluation', scfg[name], upstream.get(name, {})).open(overwrite, proc) for name in sets}
     pairs = [(name, item) for name in sets for item in seeds]
