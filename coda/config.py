@@ -11,15 +11,16 @@ from pathlib import Path
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['DTYPES', 'STUDENTS', 'SELECTIONS', 'BASELINES', 'DATASETS', 'BUNDLED_MODELS', 'SECTIONS', 'PREFIX', 'DIGITS_SOFT',
-           'DISTILL_SWITCHES', 'EVALUATE_SECTIONS', 'Registry', 'bundled_model_dir', 'model_source',
-           'generation_batch_size', 'DataConfig', 'FeatureConfig', 'DiscoveryConfig', 'GenerationConfig', 'TrainConfig',
-           'RunConfig', 'flag_table', 'flag_of', 'parse_value', 'field_help', 'make_parser', 'ConfigError',
-           'config_from_dict', 'load_config', 'expand_env', 'recipes_dir', 'list_recipes', 'find_config',
-           'default_training', 'digits_recipe', 'set_field', 'config_from_args', 'parse_args', 'ipc_epochs',
-           'resolve_train', 'resolve_config', 'check_config', 'validate', 'distill_parser', 'evaluate_parser']
+__all__ = ['FAMILIES', 'DTYPES', 'STUDENTS', 'SELECTIONS', 'BASELINES', 'DATASETS', 'BUNDLED_MODELS', 'SECTIONS', 'PREFIX',
+           'DIGITS_SOFT', 'DISTILL_SWITCHES', 'EVALUATE_SECTIONS', 'Registry', 'family_of_class', 'bundled_model_dir',
+           'model_source', 'generation_batch_size', 'DataConfig', 'FeatureConfig', 'DiscoveryConfig',
+           'GenerationConfig', 'TrainConfig', 'RunConfig', 'flag_table', 'flag_of', 'parse_value', 'field_help',
+           'make_parser', 'ConfigError', 'config_from_dict', 'load_config', 'expand_env', 'recipes_dir', 'list_recipes',
+           'find_config', 'default_training', 'digits_recipe', 'set_field', 'config_from_args', 'parse_args',
+           'ipc_epochs', 'resolve_train', 'resolve_config', 'check_config', 'validate', 'distill_parser',
+           'evaluate_parser']
 
-# %% ../nbs/01_config.ipynb #a44e90b5
+# %% ../nbs/01_config.ipynb #da9d659e
 class Registry:
     "Names -> builders of one vocabulary, in registration order; a builder may be a `'module:callable'` string."
     def __init__(self, what): self.what, self._items = what, {}
@@ -29,7 +30,7 @@ class Registry:
     def __repr__(self): return f'Registry({self.what!r}: {", ".join(self._items)})'
     def choices(self): return tuple(self._items)
 
-# %% ../nbs/01_config.ipynb #aef2eb9f
+# %% ../nbs/01_config.ipynb #a9d628d0
 @patch
 def register(self: Registry, name, builder=None, **meta):
     "Register `builder` (a callable or `'module:callable'`) under `name`, with `meta`; a decorator when `builder` is omitted."
@@ -50,7 +51,7 @@ def unregister(self: Registry, name):
     self._check(name)
     return self._items.pop(name)[0]
 
-# %% ../nbs/01_config.ipynb #d8d2eb51
+# %% ../nbs/01_config.ipynb #3070ce59
 @patch
 def _check(self: Registry, name):
     if name not in self._items:
@@ -71,6 +72,21 @@ def get(self: Registry, name):
     mod, attr = b.split(':')
     import importlib
     return getattr(importlib.import_module(mod), attr)
+
+# %% ../nbs/01_config.ipynb #b29a0bbc
+FAMILIES = Registry('model family')
+FAMILIES.register('sd', 'coda.guidance:SDAdapter', pipelines=('StableDiffusionPipeline',), denoiser='unet',
+                  about='Stable Diffusion 1.x / 2.x')
+FAMILIES.register('sdxl', 'coda.guidance:SDXLAdapter', pipelines=('StableDiffusionXLPipeline',), denoiser='unet',
+                  about='Stable Diffusion XL (base; the refiner runs unguided after it)')
+FAMILIES.register('sd3', 'coda.guidance:SD3Adapter', pipelines=('StableDiffusion3Pipeline',), denoiser='transformer',
+                  about='Stable Diffusion 3 / 3.5 (flow matching)')
+FAMILIES.register('flux', 'coda.guidance:FluxAdapter', pipelines=('FluxPipeline',), denoiser='transformer',
+                  about='FLUX.1 dev / schnell (flow matching, guidance-distilled)')
+
+def family_of_class(class_name):
+    "The registered model family whose pipelines include the diffusers class `class_name` (a model_index.json's `_class_name`), or None."
+    return next((f for f in FAMILIES if class_name in FAMILIES.meta(f)['pipelines']), None)
 
 # %% ../nbs/01_config.ipynb #b15b57b3
 DTYPES = ('float32', 'float16', 'bfloat16')

@@ -250,26 +250,28 @@ def _watched(t): return t.detach().to('cpu', torch.float32, copy=True)
 @contextlib.contextmanager
 def watch_unet(unet):
     "Record each call of `unet`: dict(x, t, raw, out, coda, seconds): input, timestep, raw output, output after the other hooks, CoDA hook active, wall time."
-    from coda.guidance import _CodaHook
+    from diffusers.hooks import HookRegistry, ModelHook
+    from coda.guidance import guidance_active
     calls, handles = [], {}
     out_of = lambda o: o[0] if isinstance(o, tuple) else o.sample
+    class Raw(ModelHook):   # registered before coda_guidance's hook, so inside it: it sees the UNet's own output
+        def post_forward(self, m, out):
+            calls[-1]['raw'] = _watched(out_of(out)); return out
     def pre(m, args, kwargs):
-        # keep `last` behind every hook registered since (coda_guidance registers its own for each pipeline call)
-        handles['last'].remove(); handles['last'] = m.register_forward_hook(last, with_kwargs=True)
         x = args[0] if args else kwargs['sample']
         t = args[1] if len(args) > 1 else kwargs['timestep']
-        calls.append(dict(x=_watched(x), t=float(t), coda=any(isinstance(getattr(h, '__self__', None), _CodaHook) for h in m._forward_hooks.values()),
-                          start=time.perf_counter()))
-    def first(m, args, kwargs, out): calls[-1]['raw'] = _watched(out_of(out))
-    def last(m, args, kwargs, out):
+        calls.append(dict(x=_watched(x), t=float(t), coda=guidance_active(m), start=time.perf_counter()))
+    def last(m, args, kwargs, out):   # a torch hook runs after every diffusers hook: the output the pipeline gets
         calls[-1]['out'] = _watched(out_of(out))
         calls[-1]['seconds'] = time.perf_counter() - calls[-1].pop('start')   # the UNet call and the hooks, copies to the CPU included
+    registry = HookRegistry.check_if_exists_or_initialize(unet)
+    registry.register_hook(Raw(), 'coda_watch_unet')
     handles['pre'] = unet.register_forward_pre_hook(pre, with_kwargs=True, prepend=True)
-    handles['first'] = unet.register_forward_hook(first, with_kwargs=True, prepend=True)
     handles['last'] = unet.register_forward_hook(last, with_kwargs=True)
     try: yield calls
     finally:
         for h in handles.values(): h.remove()
+        registry.remove_hook('coda_watch_unet', recurse=False)
 
 def _x0(out, x, a, pt):
     "x̂0 predicted by a model output (float64), epsilon or v-prediction."
