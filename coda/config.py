@@ -82,6 +82,7 @@ FAMILIES.register('sdxl', 'coda.guidance:SDXLAdapter', pipelines=('StableDiffusi
 FAMILIES.register('sd3', 'coda.guidance:SD3Adapter', pipelines=('StableDiffusion3Pipeline',), denoiser='transformer',
                   about='Stable Diffusion 3 / 3.5 (flow matching)')
 FAMILIES.register('flux', 'coda.guidance:FluxAdapter', pipelines=('FluxPipeline',), denoiser='transformer',
+                  sample_size=128,   # FluxPipeline's default_sample_size: its transformer's config has none (1024 px with the 8x VAE)
                   about='FLUX.1 dev / schnell (flow matching, guidance-distilled)')
 
 def family_of_class(class_name):

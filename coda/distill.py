@@ -11,7 +11,8 @@ from pathlib import Path
 from .stage import (ArtefactError, RunLocked, RunLock, Stage, read_stage, current_process, save_json, load_json,
                         jsonable, log, Interrupted, stop_on_signals, name_bytes, version_problems)
 from .config import (RunConfig, ConfigError, validate, resolve_config, parse_args, distill_parser, evaluate_parser, flag_of,
-                         digits_recipe, default_training, TrainConfig, resolve_train, EVALUATE_SECTIONS, SELECTIONS, model_source)
+                         digits_recipe, default_training, TrainConfig, resolve_train, EVALUATE_SECTIONS, SELECTIONS, model_source,
+                         FAMILIES, family_of_class)
 from .data import TargetDataset, list_imagefolder, list_run, listing_counts, count_images
 
 # %% auto #0
@@ -385,10 +386,15 @@ def _feature_shape(cfg: RunConfig):
     if vae is None: return None
     scale = 2 ** (len(vae['block_out_channels']) - 1)
     res = f.discovery_resolution or f.resolution
-    if res is None:
-        unet = _local_json(cfg.generation.model, 'unet', 'config.json')
-        if unet is None: return None
-        ss = unet['sample_size']; res = (ss[0] if isinstance(ss, list) else ss) * scale
+    if res is None:   # the denoiser's sample_size (unet/ or transformer/, by the model's family; FLUX: the family's own) x the scale
+        idx = _local_json(cfg.generation.model, 'model_index.json')
+        fam = family_of_class(idx.get('_class_name')) if idx else None
+        sub, ss = (FAMILIES.meta(fam)['denoiser'], FAMILIES.meta(fam).get('sample_size')) if fam else ('unet', None)
+        den = _local_json(cfg.generation.model, sub, 'config.json')
+        if den is None: return None
+        ss = den.get('sample_size') or ss
+        if ss is None: return None
+        res = (ss[0] if isinstance(ss, list) else ss) * scale
     return (vae['latent_channels'], res // scale, res // scale)
 
 def _gb(n): return f'{n / 1e9:.1f} GB' if n >= 1e8 else f'{n / 1e6:.1f} MB'

@@ -89,6 +89,8 @@ def _class_names(obj): return [c.__name__ for c in type(obj).__mro__]
 class SDAdapter:
     "Stable Diffusion 1.x/2.x: what `coda_guidance` reads from a pipeline of the family and how it corrects it (the other adapters change what differs)."
     denoiser_name, schedulers, one_call_per_step = 'unet', EXACT_SCHEDULERS + EXTENSION_SCHEDULERS, False
+    paper_sampler = True    # generation replaces the model's scheduler by the paper's DPM-Solver++ (Karras sigmas)
+    takes_refiner = False   # an SDXL refiner may finish its images
     def __init__(self, pipe): self.pipe = pipe
     def __repr__(self): return f'{type(self).__name__}({type(self.pipe).__name__})'
     @property
@@ -191,6 +193,7 @@ class SDAdapter:
 # %% ../nbs/05_guidance.ipynb #f4203e1f
 class SDXLAdapter(SDAdapter):
     "Stable Diffusion XL (base): SD's adapter with SDXL's two text encoders (pooled embeddings); `denoising_end` cuts the schedule for a refiner."
+    takes_refiner = True
     def encode_prompt(self, prompt, do_cfg, device):
         pe, npe, pp, npp = self.pipe.encode_prompt(prompt, device=device, num_images_per_prompt=1, do_classifier_free_guidance=do_cfg)
         kw = dict(prompt_embeds=pe, negative_prompt_embeds=npe, pooled_prompt_embeds=pp, negative_pooled_prompt_embeds=npp)
@@ -200,6 +203,7 @@ class SDXLAdapter(SDAdapter):
 class SD3Adapter(SDAdapter):
     "Stable Diffusion 3 / 3.5: a flow-matching transformer on unpacked (B, 16, H, W) latents, batch CFG as SD's."
     denoiser_name, schedulers = 'transformer', FLOW_SCHEDULERS
+    paper_sampler = False   # it keeps its own FlowMatchEulerDiscreteScheduler (DPM-Solver++ is not the paper's sampler for flow models)
     @property
     def parametrisation(self): return 'flow'
 
