@@ -165,14 +165,14 @@ class GenerationConfig:
     vae: str | None = None           # VAE that decodes the generated latents instead of the model's own (the paper decodes with the model's own)
     refiner: str | None = None       # SDXL refiner, folder or hub id; it runs the last 1 - denoising_end of the schedule, unguided
     denoising_end: float = 1.0       # fraction of the schedule the base model runs (diffusers' denoising_end); below 1 needs a refiner
-    gamma: float = 0.05              # strength of the pull toward the representative
+    gamma: float = 0.05              # strength of the pull toward the representative: x̂0 moves gamma x sigma_i of the way (the paper's 0.05: 0.73 at SDXL's first Karras sigma, 14.6; flow models (SD3, FLUX) have sigmas <= 1, where about 0.73 pulls as hard at the first step)
     guide_frac: float = 0.9          # fraction of the base model's steps that are guided; the rest restore detail from the model's prior
     num_inference_steps: int = 25    # denoising steps
     guidance_scale: float = 5.0      # classifier-free guidance scale
     height: int | None = None        # height of the generated images; default: the model's
     width: int | None = None         # width of the generated images; default: the model's
     eval_size: int | None = None     # side the saved images are resized to (LANCZOS; 256 for the ImageNet subsets); default: the generated size
-    scheduler: str = 'dpm++karras'   # 'dpm++karras' (DPM-Solver++ multistep with Karras sigmas, the paper) or 'model' (the model's own scheduler)
+    scheduler: str = 'dpm++karras'   # 'dpm++karras' (DPM-Solver++ multistep with Karras sigmas, the paper; SD and SDXL only: SD3 and FLUX keep their flow-matching scheduler) or 'model' (the model's own scheduler)
     seed: int = 0                    # seed of the initial noise; each image's seed follows from it, its class and its place
     dtype: str = 'auto'              # precision of the pipeline: float32, float16, bfloat16, or auto (float16 on a GPU, float32 on a CPU)
     device: str | None = None        # cpu, cuda, cuda:1, mps; default: this process's own device

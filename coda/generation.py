@@ -53,7 +53,7 @@ def _pipeline_class(model):
     else:
         try: name = diffusers.DiffusionPipeline.load_config(str(src)).get('_class_name')
         except Exception: name = None   # the loader says why
-    if name is None: return diffusers.DiffusionPipeline
+    if not isinstance(name, str): return diffusers.DiffusionPipeline   # unknown, or [module, class] of code in the folder: the loader refuses it
     if family_of_class(name) is None:
         fams = '; '.join(f"{n} ({', '.join(FAMILIES.meta(n)['pipelines'])})" for n in FAMILIES)
         raise TypeError(f'{model} is a {name}; the base model (--model) must be one of the pipelines of the registered model families: '
