@@ -83,6 +83,7 @@ FAMILIES.register('sd3', 'coda.guidance:SD3Adapter', pipelines=('StableDiffusion
                   about='Stable Diffusion 3 / 3.5 (flow matching)')
 FAMILIES.register('flux', 'coda.guidance:FluxAdapter', pipelines=('FluxPipeline',), denoiser='transformer',
                   sample_size=128,   # FluxPipeline's default_sample_size: its transformer's config has none (1024 px with the 8x VAE)
+                  cfg_batch=False,   # guidance-distilled: one transformer call a step, no [unconditional; conditional] batch
                   about='FLUX.1 dev / schnell (flow matching, guidance-distilled)')
 
 def family_of_class(class_name):

@@ -431,6 +431,12 @@ def plan(cfg: RunConfig):
                               ('--feature-vae', cfg.features.vae, 'config.json'), ('--generation-vae', g.vae, 'config.json')):
         if not ref or '${' in str(ref): continue
         where, prob = _model_status(ref, marker)
+        idx = _local_json(ref, 'model_index.json') if flag == '--model' else None
+        if idx and isinstance(idx.get('_class_name'), str):   # a local base model: its family, by the registry
+            fam = family_of_class(idx['_class_name'])
+            if fam is None: prob = prob or (f"{ref} is a {idx['_class_name']}, of no registered model family "
+                                            f"({', '.join(FAMILIES)}; an SDXL refiner goes in --refiner)")
+            else: where = f'{where} (model family {fam})'
         if prob: problems.append(f'{flag}: {prob}')
         else: lines.append(f'{flag} {ref}: {where}')
     if counts is not None:
@@ -454,9 +460,13 @@ def plan(cfg: RunConfig):
         if g.model:
             n_sets = len(generated_names(cfg))
             imgs = k * d.ipc * n_sets
-            cfgx = 2 if g.guidance_scale > 1 else 1
+            idx = _local_json(g.model, 'model_index.json')
+            fam = family_of_class(idx.get('_class_name')) if idx and isinstance(idx.get('_class_name'), str) else None
+            meta = FAMILIES.meta(fam) if fam else {}
+            cfgx = 2 if g.guidance_scale > 1 and meta.get('cfg_batch', True) else 1   # FLUX.1: guidance-distilled, one call a step
             base = int(g.num_inference_steps * g.denoising_end + 0.5)
-            lines.append(f'generation: {imgs:,} images ({" and ".join(generated_names(cfg))}); UNet calls: {imgs:,} x {base} steps x {cfgx} (CFG) = {imgs * base * cfgx:,} base'
+            calls = f"{meta.get('denoiser', 'unet').replace('unet', 'UNet')} calls"
+            lines.append(f'generation: {imgs:,} images ({" and ".join(generated_names(cfg))}); {calls}: {imgs:,} x {base} steps x {cfgx} (CFG) = {imgs * base * cfgx:,} base'
                          + (f' + {imgs * (g.num_inference_steps - base) * cfgx:,} refiner' if g.refiner else ''))
         else: lines.append(f'generation: {GENERATION_OFF}')
         lines += _plan_training(cfg, k, d.ipc, nmax)

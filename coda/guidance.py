@@ -242,7 +242,7 @@ class FluxAdapter(SD3Adapter):
     @property
     def latent_channels(self): return self.denoiser.config.in_channels // 4
     @property
-    def cfg(self): return False   # guidance_scale enters as an embedding: the one prediction is the conditional one
+    def cfg(self): return FAMILIES.meta('flux').get('cfg_batch', True)   # False: guidance_scale enters as an embedding, the one prediction is the conditional one
 
     def layout(self, z):
         B, C, H, W = z.shape
