@@ -88,7 +88,8 @@ def _class_names(obj): return [c.__name__ for c in type(obj).__mro__]
 # %% ../nbs/05_guidance.ipynb #051864f9
 class SDAdapter:
     "Stable Diffusion 1.x/2.x: what `coda_guidance` reads from a pipeline of the family and how it corrects it (the other adapters change what differs)."
-    denoiser_name, schedulers, one_call_per_step = 'unet', EXACT_SCHEDULERS + EXTENSION_SCHEDULERS, False
+    denoiser_name, schedulers = 'unet', EXACT_SCHEDULERS + EXTENSION_SCHEDULERS
+    second_call = None      # what a second denoiser call at one step means, where the family refuses it (None: allowed)
     paper_sampler = True    # generation replaces the model's scheduler by the paper's DPM-Solver++ (Karras sigmas)
     takes_refiner = False   # an SDXL refiner may finish its images
     def __init__(self, pipe): self.pipe = pipe
@@ -204,6 +205,8 @@ class SD3Adapter(SDAdapter):
     "Stable Diffusion 3 / 3.5: a flow-matching transformer on unpacked (B, 16, H, W) latents, batch CFG as SD's."
     denoiser_name, schedulers = 'transformer', FLOW_SCHEDULERS
     paper_sampler = False   # it keeps its own FlowMatchEulerDiscreteScheduler (DPM-Solver++ is not the paper's sampler for flow models)
+    second_call = ('skip-layer guidance (skip_guidance_layers), which calls the transformer again on the conditional images; '
+                   'coda does not support it: generate without skip_guidance_layers')
     @property
     def parametrisation(self): return 'flow'
 
@@ -238,7 +241,8 @@ class SD3Adapter(SDAdapter):
 # %% ../nbs/05_guidance.ipynb #12829142
 class FluxAdapter(SD3Adapter):
     "FLUX.1: a guidance-distilled flow-matching transformer (one call per step, no CFG batch) on 2x2-packed latents (B, HW/4, 4C)."
-    one_call_per_step = True
+    second_call = ('true classifier-free guidance (true_cfg_scale > 1 with a negative prompt), which coda does not support on this '
+                   'guidance-distilled family: generate with guidance_scale (the distilled guidance) and no negative prompt')
     @property
     def latent_channels(self): return self.denoiser.config.in_channels // 4
     @property
@@ -301,13 +305,12 @@ class _CodaHook(ModelHook):
 
     def pre_forward(self, module, *args, **kwargs):
         x, t = self.adapter.inputs(args, kwargs)
-        self.adapter.check_call(x, self.targets)
         i = self.adapter.step_index(t)
         key = (self.pipe.scheduler.timesteps, i)
-        if self.adapter.one_call_per_step and self._last is not None and self._last[0] is key[0] and self._last[1] == i:
-            raise RuntimeError(f'coda_guidance: the {self.adapter.denoiser_name} was called twice at step {i}: {type(self.pipe).__name__} runs '
-                               'true classifier-free guidance (true_cfg_scale > 1 with a negative prompt), which coda does not support on '
-                               'this guidance-distilled family; generate with guidance_scale (the distilled guidance) and no negative prompt')
+        if self.adapter.second_call and self._last is not None and self._last[0] is key[0] and self._last[1] == i:
+            raise RuntimeError(f'coda_guidance: the {self.adapter.denoiser_name} was called twice at step {i}: {type(self.pipe).__name__} '
+                               f'runs {self.adapter.second_call}')
+        self.adapter.check_call(x, self.targets)
         self._last, self._call = key, (x, i)
         return args, kwargs
 
