@@ -11,14 +11,15 @@ from pathlib import Path
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['DTYPES', 'STUDENTS', 'SELECTIONS', 'BASELINES', 'DATASETS', 'BUNDLED_MODELS', 'SECTIONS', 'PREFIX', 'DIGITS_SOFT',
-           'DEFAULT_SCALE', 'RESOLVED', 'DISTILL_SWITCHES', 'EVALUATE_SECTIONS', 'EXPORT_SETS', 'Registry',
-           'bundled_model_dir', 'model_source', 'generation_batch_size', 'DataConfig', 'FeatureConfig',
-           'DiscoveryConfig', 'GenerationConfig', 'TrainConfig', 'RunConfig', 'flag_table', 'flag_of', 'parse_value',
-           'field_help', 'make_parser', 'ConfigError', 'config_from_dict', 'load_config', 'expand_env', 'recipes_dir',
-           'list_recipes', 'find_config', 'default_training', 'digits_recipe', 'set_field', 'config_from_args',
-           'parse_args', 'ipc_epochs', 'resolve_train', 'unresolved', 'resolve_config', 'check_config', 'validate',
-           'distill_parser', 'evaluate_parser', 'ExportConfig', 'export_parser', 'parse_export']
+__all__ = ['FAMILIES', 'DTYPES', 'STUDENTS', 'SELECTIONS', 'BASELINES', 'DATASETS', 'BUNDLED_MODELS', 'SECTIONS', 'PREFIX',
+           'DIGITS_SOFT', 'DEFAULT_SCALE', 'RESOLVED', 'DISTILL_SWITCHES', 'EVALUATE_SECTIONS', 'EXPORT_SETS',
+           'Registry', 'family_of_class', 'bundled_model_dir', 'model_source', 'generation_batch_size', 'DataConfig',
+           'FeatureConfig', 'DiscoveryConfig', 'GenerationConfig', 'TrainConfig', 'RunConfig', 'flag_table', 'flag_of',
+           'parse_value', 'field_help', 'make_parser', 'ConfigError', 'config_from_dict', 'load_config', 'expand_env',
+           'recipes_dir', 'list_recipes', 'find_config', 'default_training', 'digits_recipe', 'set_field',
+           'config_from_args', 'parse_args', 'ipc_epochs', 'resolve_train', 'unresolved', 'resolve_config',
+           'check_config', 'validate', 'distill_parser', 'evaluate_parser', 'ExportConfig', 'export_parser',
+           'parse_export']
 
 # %% ../nbs/01_config.ipynb #da9d659e
 class Registry:
@@ -72,6 +73,23 @@ def get(self: Registry, name):
     mod, attr = b.split(':')
     import importlib
     return getattr(importlib.import_module(mod), attr)
+
+# %% ../nbs/01_config.ipynb #b29a0bbc
+FAMILIES = Registry('model family')
+FAMILIES.register('sd', 'coda.guidance:SDAdapter', pipelines=('StableDiffusionPipeline',), denoiser='unet',
+                  about='Stable Diffusion 1.x / 2.x')
+FAMILIES.register('sdxl', 'coda.guidance:SDXLAdapter', pipelines=('StableDiffusionXLPipeline',), denoiser='unet',
+                  about='Stable Diffusion XL (base; the refiner runs unguided after it)')
+FAMILIES.register('sd3', 'coda.guidance:SD3Adapter', pipelines=('StableDiffusion3Pipeline',), denoiser='transformer',
+                  about='Stable Diffusion 3 / 3.5 (flow matching)')
+FAMILIES.register('flux', 'coda.guidance:FluxAdapter', pipelines=('FluxPipeline',), denoiser='transformer',
+                  sample_size=128,   # FluxPipeline's default_sample_size: its transformer's config has none (1024 px with the 8x VAE)
+                  cfg_batch=False,   # guidance-distilled: one transformer call a step, no [unconditional; conditional] batch
+                  about='FLUX.1 dev / schnell (flow matching, guidance-distilled)')
+
+def family_of_class(class_name):
+    "The registered model family whose pipelines include the diffusers class `class_name` (a model_index.json's `_class_name`), or None."
+    return next((f for f in FAMILIES if class_name in FAMILIES.meta(f)['pipelines']), None)
 
 # %% ../nbs/01_config.ipynb #b15b57b3
 DTYPES = ('float32', 'float16', 'bfloat16')
@@ -149,14 +167,14 @@ class GenerationConfig:
     vae: str | None = None           # VAE that decodes the generated latents instead of the model's own (the paper decodes with the model's own)
     refiner: str | None = None       # SDXL refiner, folder or hub id; it runs the last 1 - denoising_end of the schedule, unguided
     denoising_end: float = 1.0       # fraction of the schedule the base model runs (diffusers' denoising_end); below 1 needs a refiner
-    gamma: float = 0.05              # strength of the pull toward the representative
+    gamma: float = 0.05              # strength of the pull toward the representative: x̂0 moves gamma x sigma_i of the way (the paper's 0.05: 0.73 at SDXL's first Karras sigma, 14.6; flow models (SD3, FLUX) have sigmas <= 1, where about 0.73 pulls as hard at the first step)
     guide_frac: float = 0.9          # fraction of the base model's steps that are guided; the rest restore detail from the model's prior
     num_inference_steps: int = 25    # denoising steps
     guidance_scale: float = 5.0      # classifier-free guidance scale
     height: int | None = None        # height of the generated images; default: the model's
     width: int | None = None         # width of the generated images; default: the model's
     eval_size: int | None = None     # side the saved images are resized to (LANCZOS; 256 for the ImageNet subsets); default: the generated size
-    scheduler: str = 'dpm++karras'   # 'dpm++karras' (DPM-Solver++ multistep with Karras sigmas, the paper) or 'model' (the model's own scheduler)
+    scheduler: str = 'dpm++karras'   # 'dpm++karras' (DPM-Solver++ multistep with Karras sigmas, the paper; SD and SDXL only: SD3 and FLUX keep their flow-matching scheduler) or 'model' (the model's own scheduler)
     seed: int = 0                    # seed of the initial noise; each image's seed follows from it, its class and its place
     dtype: str = 'auto'              # precision of the pipeline: float32, float16, bfloat16, or auto (float16 on a GPU, float32 on a CPU)
     device: str | None = None        # cpu, cuda, cuda:1, mps; default: this process's own device

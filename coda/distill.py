@@ -11,7 +11,8 @@ from pathlib import Path
 from .stage import (ArtefactError, RunLocked, RunLock, Stage, read_stage, current_process, save_json, load_json,
                         jsonable, log, Interrupted, stop_on_signals, name_bytes, version_problems)
 from .config import (RunConfig, ConfigError, validate, resolve_config, parse_args, distill_parser, evaluate_parser, flag_of,
-                         digits_recipe, default_training, TrainConfig, resolve_train, EVALUATE_SECTIONS, SELECTIONS, model_source)
+                         digits_recipe, default_training, TrainConfig, resolve_train, EVALUATE_SECTIONS, SELECTIONS, model_source,
+                         FAMILIES, family_of_class)
 from .data import TargetDataset, list_imagefolder, list_run, listing_counts, count_images
 
 # %% auto #0
@@ -402,10 +403,15 @@ def _feature_shape(cfg: RunConfig):
     if vae is None: return None
     scale = 2 ** (len(vae['block_out_channels']) - 1)
     res = f.discovery_resolution or f.resolution
-    if res is None:
-        unet = _local_json(cfg.generation.model, 'unet', 'config.json')
-        if unet is None: return None
-        ss = unet['sample_size']; res = (ss[0] if isinstance(ss, list) else ss) * scale
+    if res is None:   # the denoiser's sample_size (unet/ or transformer/, by the model's family; FLUX: the family's own) x the scale
+        idx = _local_json(cfg.generation.model, 'model_index.json')
+        fam = family_of_class(idx.get('_class_name')) if idx else None
+        sub, ss = (FAMILIES.meta(fam)['denoiser'], FAMILIES.meta(fam).get('sample_size')) if fam else ('unet', None)
+        den = _local_json(cfg.generation.model, sub, 'config.json')
+        if den is None: return None
+        ss = den.get('sample_size') or ss
+        if ss is None: return None
+        res = (ss[0] if isinstance(ss, list) else ss) * scale
     return (vae['latent_channels'], res // scale, res // scale)
 
 def _gb(n): return f'{n / 1e9:.1f} GB' if n >= 1e8 else f'{n / 1e6:.1f} MB'
@@ -442,6 +448,12 @@ def plan(cfg: RunConfig):
                               ('--feature-vae', cfg.features.vae, 'config.json'), ('--generation-vae', g.vae, 'config.json')):
         if not ref or '${' in str(ref): continue
         where, prob = _model_status(ref, marker)
+        idx = _local_json(ref, 'model_index.json') if flag == '--model' else None
+        if idx and isinstance(idx.get('_class_name'), str):   # a local base model: its family, by the registry
+            fam = family_of_class(idx['_class_name'])
+            if fam is None: prob = prob or (f"{ref} is a {idx['_class_name']}, of no registered model family "
+                                            f"({', '.join(FAMILIES)}; an SDXL refiner goes in --refiner)")
+            else: where = f'{where} (model family {fam})'
         if prob: problems.append(f'{flag}: {prob}')
         else: lines.append(f'{flag} {ref}: {where}')
     if counts is not None:
@@ -465,9 +477,13 @@ def plan(cfg: RunConfig):
         if g.model:
             n_sets = len(generated_names(cfg))
             imgs = k * d.ipc * n_sets
-            cfgx = 2 if g.guidance_scale > 1 else 1
+            idx = _local_json(g.model, 'model_index.json')
+            fam = family_of_class(idx.get('_class_name')) if idx and isinstance(idx.get('_class_name'), str) else None
+            meta = FAMILIES.meta(fam) if fam else {}
+            cfgx = 2 if g.guidance_scale > 1 and meta.get('cfg_batch', True) else 1   # FLUX.1: guidance-distilled, one call a step
             base = int(g.num_inference_steps * g.denoising_end + 0.5)
-            lines.append(f'generation: {imgs:,} images ({" and ".join(generated_names(cfg))}); UNet calls: {imgs:,} x {base} steps x {cfgx} (CFG) = {imgs * base * cfgx:,} base'
+            calls = f"{meta.get('denoiser', 'unet').replace('unet', 'UNet')} calls"
+            lines.append(f'generation: {imgs:,} images ({" and ".join(generated_names(cfg))}); {calls}: {imgs:,} x {base} steps x {cfgx} (CFG) = {imgs * base * cfgx:,} base'
                          + (f' + {imgs * (g.num_inference_steps - base) * cfgx:,} refiner' if g.refiner else ''))
         else: lines.append(f'generation: {GENERATION_OFF}')
         lines += _plan_training(cfg, k, d.ipc, nmax)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_features.ipynb #61818a01
 from __future__ import annotations
-import hashlib, itertools, logging, os, shutil, time, warnings
+import contextlib, hashlib, itertools, logging, os, shutil, time, warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
-from .config import FeatureConfig, DTYPES, flag_of, model_source
+from .config import FeatureConfig, DTYPES, FAMILIES, family_of_class, flag_of, model_source
 from .data import TargetDataset, load_rgb
 from .stage import (Stage, Process, ArtefactError, current_process, read_stage, save_json, load_json, save_npy,
                         load_npy, progress, name_bytes)
@@ -23,9 +23,9 @@ log = logging.getLogger('coda')
 
 # %% auto #0
 __all__ = ['log', 'Encoder', 'to_unit_range', 'PixelEncoder', 'hub_offline', 'hub_error', 'load_vae', 'vae_scale_factor',
-           'vae_config', 'default_resolution', 'VaeEncoder', 'resolve_encoder', 'store_config', 'make_encoder',
-           'encode_paths', 'image_ids', 'read_image', 'FeatureStore', 'load_feature_store', 'readable_dataset',
-           'build_feature_store']
+           'vae_config', 'model_family', 'default_resolution', 'VaeEncoder', 'resolve_encoder', 'store_config',
+           'make_encoder', 'encode_paths', 'image_ids', 'read_image', 'FeatureStore', 'load_feature_store',
+           'readable_dataset', 'build_feature_store']
 
 # %% ../nbs/03_features.ipynb #ccf2b968
 class Encoder(Protocol):
@@ -74,10 +74,51 @@ def hub_error(what, ref, e):
 
 def _is_local(ref): return Path(str(ref)).expanduser().exists()
 
+#| export
+def _from_pretrained(cls, name, what, **kw):
+    "`cls.from_pretrained(name)` with safetensors only, never code from the model's folder, and errors that say how to provide the model."
+    from diffusers import DiffusionPipeline
+    if issubclass(cls, DiffusionPipeline): kw['trust_remote_code'] = False
+    name = model_source(name)   # coda:<name>: the folder of a model that ships with coda
+    with _loading_bars():
+        return _load(cls, name, what, **kw)
+
+@contextlib.contextmanager
+def _loading_bars():
+    "Loading progress bars of diffusers and transformers only where a person watches (a terminal or a notebook), not in a log."
+    from coda.stage import _interactive
+    import diffusers.utils.logging as dl, transformers.utils.logging as tl
+    quiet = not _interactive()
+    was = [m.is_progress_bar_enabled() for m in (dl, tl)]
+    if quiet:
+        for m in (dl, tl): m.disable_progress_bar()
+    try: yield
+    finally:
+        for m, on in zip((dl, tl), was):
+            if quiet and on: m.enable_progress_bar()
+
+def _load(cls, name, what, **kw):
+    p = Path(str(name)).expanduser()
+    if p.exists():
+        if not p.is_dir(): raise NotADirectoryError(f'the {what} {name} is a file; pass a diffusers folder (with model_index.json or config.json)')
+        try: return cls.from_pretrained(str(p), use_safetensors=True, **kw)
+        except ValueError as e:
+            if 'custom code' not in str(e): raise
+            raise ValueError(f'the {what} folder {p} needs code of its own to load ({str(e).splitlines()[0]}); coda never runs code '
+                             'from a model folder: use a model made of the stock diffusers pipeline classes') from e
+        except (OSError, EnvironmentError) as e:
+            raise OSError(f'could not load the {what} from the folder {p}: {str(e).splitlines()[0]}. coda loads only .safetensors weights '
+                          '(no pickle); re-save the model with save_pretrained(dir, safe_serialization=True).') from e
+    if str(name).startswith(('/', '.', '~')) or str(name).count('/') != 1:
+        raise FileNotFoundError(f'the {what} {name!r} is neither an existing folder nor a hub id (owner/name). '
+                                'Pass a local diffusers folder or a Hugging Face id such as stabilityai/stable-diffusion-xl-base-1.0.')
+    try: return cls.from_pretrained(str(name), use_safetensors=True, **kw)
+    except (OSError, EnvironmentError, ValueError) as e:
+        raise hub_error(what, name, e) from e   # names HF_HUB_OFFLINE when it stopped the download
+
 def load_vae(model=None, vae=None):
     "The `AutoencoderKL` of a diffusers model folder/hub id (`<model>/vae`) or of a separate VAE folder `vae` (safetensors only)."
     from diffusers import AutoencoderKL
-    from coda.generation import _from_pretrained
     src, kw = _vae_source(model, vae)
     return _from_pretrained(AutoencoderKL, src, 'VAE', **kw)
 
@@ -96,15 +137,28 @@ def vae_config(model=None, vae=None):
         if _is_local(src): raise
         raise hub_error('VAE', src, e) from e
 
+def model_family(model):
+    "The registered model family of a diffusers model folder or hub id, from the `_class_name` of its model_index.json; None without one."
+    src = str(model_source(model))
+    if _is_local(src):
+        f = Path(src).expanduser()/'model_index.json'
+        return family_of_class(load_json(f).get('_class_name')) if f.is_file() else None
+    from diffusers import DiffusionPipeline
+    try: return family_of_class(DiffusionPipeline.load_config(src).get('_class_name'))
+    except Exception: return None   # not on the hub or offline: reading the denoiser's config says why
+
 def default_resolution(model, vae=None):
-    "The model's default generation resolution: UNet `sample_size` x the VAE scale factor (configs only)."
-    if model is None: raise ValueError('resolution=None needs the model (to read unet/config.json); with only a VAE, give --resolution')
+    "The model's default generation resolution: its denoiser's `sample_size` (or the family's, FLUX's 128) x the VAE scale factor (configs only)."
+    if model is None: raise ValueError('resolution=None needs the model (to read its denoiser config); with only a VAE, give --resolution')
     from diffusers import UNet2DConditionModel
-    try: ss = UNet2DConditionModel.load_config(str(model_source(model)), subfolder='unet')['sample_size']
+    fam = model_family(model)
+    sub, ss = (FAMILIES.meta(fam)['denoiser'], FAMILIES.meta(fam).get('sample_size')) if fam else ('unet', None)
+    try: ss = UNet2DConditionModel.load_config(str(model_source(model)), subfolder=sub).get('sample_size') or ss   # any config.json
     except Exception as e:
         if not _is_local(model) and hub_offline(): raise hub_error('model', model, e) from e
-        raise ValueError(f'cannot read the UNet config of {model} to find its generation resolution ({type(e).__name__}: {e}); '
+        raise ValueError(f'cannot read the {sub} config of {model} to find its generation resolution ({type(e).__name__}: {e}); '
                          'pass --resolution explicitly') from e
+    if ss is None: raise ValueError(f'the {sub} config of {model} has no sample_size to find its generation resolution; pass --resolution')
     ss = ss[0] if isinstance(ss, (list, tuple)) else ss
     return int(ss) * vae_scale_factor(vae_config(model, vae))
 

@@ -14,7 +14,8 @@ from PIL import Image
 
 from .config import GenerationConfig, ConfigError, flag_of, _generation_problems, model_source, generation_batch_size
 from .stage import Stage, Process, current_process, save_png, jsonable, progress, ArtefactError
-from .guidance import coda_guidance, check_guidable, paper_scheduler, SUPPORTED_PIPELINES, _class_names
+from .features import _from_pretrained, _is_local, hub_offline
+from .guidance import coda_guidance, check_guidable, family_of, paper_scheduler, SDXLAdapter
 
 log = logging.getLogger('coda')
 
@@ -40,65 +41,41 @@ def device_dtype(cfg: GenerationConfig, proc: Process = None):
     return device, torch.float16 if device.type in ('cuda', 'mps') else torch.float32
 
 # %% ../nbs/06_generation.ipynb #feb4182b
-def _from_pretrained(cls, name, what, **kw):
-    "`cls.from_pretrained(name)` with safetensors only, never code from the model's folder, and errors that say how to provide the model."
-    from diffusers import DiffusionPipeline
-    if issubclass(cls, DiffusionPipeline): kw['trust_remote_code'] = False
-    name = model_source(name)   # coda:<name>: the folder of a model that ships with coda
-    with _loading_bars():
-        return _load(cls, name, what, **kw)
-
-@contextlib.contextmanager
-def _loading_bars():
-    "Loading progress bars of diffusers and transformers only where a person watches (a terminal or a notebook), not in a log."
-    from coda.stage import _interactive
-    import diffusers.utils.logging as dl, transformers.utils.logging as tl
-    quiet = not _interactive()
-    was = [m.is_progress_bar_enabled() for m in (dl, tl)]
-    if quiet:
-        for m in (dl, tl): m.disable_progress_bar()
-    try: yield
-    finally:
-        for m, on in zip((dl, tl), was):
-            if quiet and on: m.enable_progress_bar()
-
-def _load(cls, name, what, **kw):
-    p = Path(str(name)).expanduser()
-    if p.exists():
-        if not p.is_dir(): raise NotADirectoryError(f'the {what} {name} is a file; pass a diffusers folder (with model_index.json or config.json)')
-        try: return cls.from_pretrained(str(p), use_safetensors=True, **kw)
-        except ValueError as e:
-            if 'custom code' not in str(e): raise
-            raise ValueError(f'the {what} folder {p} needs code of its own to load ({str(e).splitlines()[0]}); coda never runs code '
-                             'from a model folder: use a model made of the stock diffusers pipeline classes') from e
-        except (OSError, EnvironmentError) as e:
-            raise OSError(f'could not load the {what} from the folder {p}: {str(e).splitlines()[0]}. coda loads only .safetensors weights '
-                          '(no pickle); re-save the model with save_pretrained(dir, safe_serialization=True).') from e
-    if str(name).startswith(('/', '.', '~')) or str(name).count('/') != 1:
-        raise FileNotFoundError(f'the {what} {name!r} is neither an existing folder nor a hub id (owner/name). '
-                                'Pass a local diffusers folder or a Hugging Face id such as stabilityai/stable-diffusion-xl-base-1.0.')
-    try: return cls.from_pretrained(str(name), use_safetensors=True, **kw)
-    except (OSError, EnvironmentError, ValueError) as e:
-        from coda.features import hub_error
-        raise hub_error(what, name, e) from e   # names HF_HUB_OFFLINE when it stopped the download
+def _pipeline_class(model):
+    "The diffusers pipeline class named by the model_index.json of `model`, refused unless a registered family drives it."
+    import diffusers
+    from coda.config import FAMILIES, family_of_class
+    from coda.stage import load_json
+    src = model_source(model)
+    f = Path(str(src)).expanduser()/'model_index.json'
+    if _is_local(src): name = load_json(f).get('_class_name') if f.is_file() else None
+    elif hub_offline(): name = None   # the loader names the missing cache entry
+    else:
+        try: name = diffusers.DiffusionPipeline.load_config(str(src)).get('_class_name')
+        except Exception: name = None   # the loader says why
+    if not isinstance(name, str): return diffusers.DiffusionPipeline   # unknown, or [module, class] of code in the folder: the loader refuses it
+    if family_of_class(name) is None:
+        fams = '; '.join(f"{n} ({', '.join(FAMILIES.meta(n)['pipelines'])})" for n in FAMILIES)
+        raise TypeError(f'{model} is a {name}; the base model (--model) must be one of the pipelines of the registered model families: '
+                        f'{fams} (an SDXL refiner goes in --refiner; a new family is registered in coda.config.FAMILIES)')
+    return getattr(diffusers, name, diffusers.DiffusionPipeline)
 
 def load_pipeline(cfg: GenerationConfig, proc: Process = None):
-    "The base text-to-image pipeline of `cfg` on its device and dtype, with the paper's sampler unless `cfg.scheduler='model'`."
-    from diffusers import DiffusionPipeline, AutoencoderKL
+    "The base text-to-image pipeline of `cfg` on its device and dtype; SD/SDXL with the paper's sampler unless `cfg.scheduler='model'`."
+    from diffusers import AutoencoderKL
     _check(cfg)
     if not cfg.model or cfg.model == 'auto':   # 'auto' is decided by the run (resolve_config), which knows the dataset
         raise ValueError('no text-to-image model: pass --model, a diffusers folder, a hub id (e.g. stabilityai/stable-diffusion-xl-base-1.0) '
                          'or coda:printed-digits')
     device, dtype = device_dtype(cfg, proc)
+    cls = _pipeline_class(cfg.model)
     kw = dict(dtype=dtype)
     if cfg.vae: kw['vae'] = _from_pretrained(AutoencoderKL, cfg.vae, 'VAE', dtype=dtype)
-    pipe = _from_pretrained(DiffusionPipeline, cfg.model, 'model', **kw)
-    if not any(n in SUPPORTED_PIPELINES for n in _class_names(pipe)):
-        raise TypeError(f'{cfg.model} is a {type(pipe).__name__}; the base model (--model) must be one of {SUPPORTED_PIPELINES} '
-                        '(an SDXL refiner goes in --refiner)')
-    if cfg.refiner and 'StableDiffusionXLPipeline' not in _class_names(pipe):
+    pipe = _from_pretrained(cls, cfg.model, 'model', **kw)
+    adapter = family_of(pipe)
+    if cfg.refiner and not adapter.takes_refiner:
         raise ValueError(f'--refiner can only follow an SDXL base model; {cfg.model} is a {type(pipe).__name__}')
-    if cfg.scheduler == 'dpm++karras': pipe.scheduler = paper_scheduler(pipe.scheduler.config)
+    if cfg.scheduler == 'dpm++karras' and adapter.paper_sampler: pipe.scheduler = paper_scheduler(pipe.scheduler.config)
     check_guidable(pipe)
     return pipe.to(device)
 
@@ -117,25 +94,20 @@ def image_seed(seed, class_index, k):
     return int(np.random.SeedSequence([int(seed), int(class_index), int(k)]).generate_state(1, np.uint64)[0])
 
 def generation_size(pipe, cfg: GenerationConfig):
-    "(height, width) in pixels that `cfg` generates at with `pipe`."
-    d = pipe.unet.config.sample_size * pipe.vae_scale_factor
-    return cfg.height or d, cfg.width or d
+    "(height, width) in pixels that `cfg` generates at with `pipe` (default: the family's default size for the model)."
+    h, w = family_of(pipe).default_size()
+    return cfg.height or h, cfg.width or w
 
 def latent_shape(pipe, height, width):
-    "The latent shape (C, H, W) `pipe` denoises for images of `height` x `width` pixels."
-    f = pipe.vae_scale_factor
-    return (pipe.unet.config.in_channels, height // f, width // f)
+    "The latent shape (C, H, W) `pipe` denoises for images of `height` x `width` pixels (unpacked: the feature store's layout)."
+    return family_of(pipe).latent_shape(height, width)
 
 # %% ../nbs/06_generation.ipynb #e604cd89
 def _encode(pipe, prompt, do_cfg, device):
-    "Prompt embeddings of one prompt as pipeline keyword arguments."
-    if hasattr(pipe, 'text_encoder_2'):
-        pe, npe, pp, npp = pipe.encode_prompt(prompt, device=device, num_images_per_prompt=1, do_classifier_free_guidance=do_cfg)
-        kw = dict(prompt_embeds=pe, negative_prompt_embeds=npe, pooled_prompt_embeds=pp, negative_pooled_prompt_embeds=npp)
-    else:
-        pe, npe = pipe.encode_prompt(prompt, device=device, num_images_per_prompt=1, do_classifier_free_guidance=do_cfg)
-        kw = dict(prompt_embeds=pe, negative_prompt_embeds=npe)
-    return {k: v for k, v in kw.items() if v is not None}
+    "Prompt embeddings of one prompt as pipeline keyword arguments, encoded as the pipeline's family does (an SDXL refiner as SDXL)."
+    from diffusers import StableDiffusionXLImg2ImgPipeline
+    adapter = SDXLAdapter(pipe) if isinstance(pipe, StableDiffusionXLImg2ImgPipeline) else family_of(pipe)
+    return adapter.encode_prompt(prompt, do_cfg, device)
 
 def _check_targets(pipe, targets, cfg):
     "`targets` as (class_id, class_index, prompt, float32 latents), each checked against the latent shape `cfg` generates."
@@ -174,7 +146,7 @@ def generation_record(pipe, targets, cfg: GenerationConfig):
     "The `config` of the generation stage's record: the settings that decide its files (see above)."
     h, w = generation_size(pipe, cfg)
     d = {k: v for k, v in jsonable(cfg).items() if k != 'device'}
-    d.update(height=h, width=w, dtype=str(pipe.unet.dtype).replace('torch.', ''), targets=targets_fingerprint(targets))
+    d.update(height=h, width=w, dtype=str(family_of(pipe).denoiser.dtype).replace('torch.', ''), targets=targets_fingerprint(targets))
     return d
 
 # %% ../nbs/06_generation.ipynb #43093c21
@@ -182,11 +154,13 @@ def _run_batch(pipe, refiner, targets, batch, emb, ref_emb, cfg, size):
     "The PIL images of one batch."
     from diffusers.utils.torch_utils import randn_tensor
     h, w = size
-    device, dtype = pipe._execution_device, pipe.unet.dtype
+    adapter = family_of(pipe)
+    device, dtype = pipe._execution_device, adapter.denoiser.dtype
     kw = {key: torch.cat([emb[j][key] for j, _ in batch]) for key in emb[batch[0][0]]}
     gens = [torch.Generator('cpu').manual_seed(image_seed(cfg.seed, targets[j][1], k)) for j, k in batch]
     shape = (1,) + latent_shape(pipe, h, w)
-    x_T = torch.cat([randn_tensor(shape, generator=g, device=torch.device('cpu'), dtype=torch.float32) for g in gens]).to(device, dtype)
+    x_T = torch.cat([randn_tensor(shape, generator=g, device=torch.device('cpu'), dtype=torch.float32) for g in gens])
+    x_T = adapter.initial_latents(x_T).to(device, dtype)   # FLUX: packed as its pipeline packs them
     z = np.stack([targets[j][3][k] for j, k in batch])
     with coda_guidance(pipe, z, cfg.gamma, cfg.guide_frac) if cfg.gamma else contextlib.nullcontext():   # gamma 0: the plain pipeline
         images = pipe(num_inference_steps=cfg.num_inference_steps, guidance_scale=cfg.guidance_scale, height=h, width=w, latents=x_T,
@@ -205,10 +179,11 @@ def _check_call(pipe, refiner, cfg):
     if refiner is not None and not cfg.refiner:
         raise ValueError('a refiner pipeline was given but --refiner is not set: set it to the refiner\'s folder or hub id, '
                          'so that the stage records which refiner made the images')
-    if cfg.refiner and 'StableDiffusionXLPipeline' not in _class_names(pipe):
+    if cfg.refiner and not family_of(pipe).takes_refiner:
         raise ValueError(f'--refiner can only follow an SDXL base model, not a {type(pipe).__name__}')
-    if cfg.dtype != 'auto' and pipe.unet.dtype != TORCH_DTYPES[cfg.dtype]:
-        raise ValueError(f'the pipeline runs in {pipe.unet.dtype} but --generation-dtype is {cfg.dtype}: load it with load_pipeline(cfg)')
+    dt = family_of(pipe).denoiser.dtype
+    if cfg.dtype != 'auto' and dt != TORCH_DTYPES[cfg.dtype]:
+        raise ValueError(f'the pipeline runs in {dt} but --generation-dtype is {cfg.dtype}: load it with load_pipeline(cfg)')
 
 @contextlib.contextmanager
 def bars_off(*pipes):

@@ -8,33 +8,46 @@ import contextlib, math, warnings
 
 import numpy as np
 import torch
+from diffusers.hooks import HookRegistry, ModelHook
+
+from .config import FAMILIES
 
 # %% auto #0
-__all__ = ['PREDICTION_TYPES', 'SUPPORTED_PIPELINES', 'EXACT_SCHEDULERS', 'EXTENSION_SCHEDULERS', 'predicted_x0', 'pull_toward',
-           'base_timesteps', 'guided_steps', 'sd_scheduler_config', 'paper_scheduler', 'check_guidable',
-           'coda_guidance']
+__all__ = ['PARAMETRISATIONS', 'PREDICTION_TYPES', 'EXACT_SCHEDULERS', 'EXTENSION_SCHEDULERS', 'FLOW_SCHEDULERS', 'HOOK_NAME',
+           'predicted_x0', 'pull_toward', 'base_timesteps', 'guided_steps', 'sd_scheduler_config', 'paper_scheduler',
+           'SDAdapter', 'SDXLAdapter', 'SD3Adapter', 'FluxAdapter', 'family_of', 'check_guidable', 'coda_guidance',
+           'guidance_active']
 
 # %% ../nbs/05_guidance.ipynb #2afc5ab8
-PREDICTION_TYPES = ('epsilon', 'v_prediction', 'sample')
+def _eps_x0(o, x, a): return (x - math.sqrt(1 - a) * o) / math.sqrt(a)
+def _eps_fix(o, d, a): return o - (math.sqrt(a) / math.sqrt(1 - a)) * d
+def _v_x0(o, x, a): return math.sqrt(a) * x - math.sqrt(1 - a) * o
+def _v_fix(o, d, a): return o - d / math.sqrt(1 - a)
+def _sample_x0(o, x, a): return o
+def _sample_fix(o, d, a): return o + d
+def _flow_x0(v, x, s): return x - s * v
+def _flow_fix(v, d, s): return v - d / s
 
-def predicted_x0(out, x_t, alpha_bar, prediction_type='epsilon'):
-    "The clean sample x̂0 a model output `out` predicts at `x_t` (float32)."
-    sa, s1a = math.sqrt(alpha_bar), math.sqrt(1 - alpha_bar)
-    out, x_t = out.float(), x_t.float()
-    if prediction_type == 'epsilon': return (x_t - s1a * out) / sa
-    if prediction_type == 'v_prediction': return sa * x_t - s1a * out
-    if prediction_type == 'sample': return out
-    raise ValueError(f'prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}')
+PARAMETRISATIONS = {   # model output type -> (x̂0 of output o at x_t, the output whose x̂0 is x̂0 + d); step coefficient c: ā, or σ for flow
+    'epsilon': (_eps_x0, _eps_fix),
+    'v_prediction': (_v_x0, _v_fix),
+    'sample': (_sample_x0, _sample_fix),
+    'flow': (_flow_x0, _flow_fix),   # velocity v = noise - x0 of x_t = (1 - σ) x0 + σ noise
+}
+PREDICTION_TYPES = tuple(PARAMETRISATIONS)
 
-def pull_toward(out, x_t, z, alpha_bar, sigma, gamma, prediction_type='epsilon'):
-    "Correct the model output `out` at `x_t` so that its x̂0 moves by `gamma*sigma*(z - x̂0)`."
-    x0 = predicted_x0(out, x_t, alpha_bar, prediction_type)
+# %% ../nbs/05_guidance.ipynb #fec3b384
+def predicted_x0(out, x_t, c, prediction_type='epsilon'):
+    "The clean sample x̂0 a model output `out` predicts at `x_t` (float32); `c` is ā (epsilon, v, sample) or σ (flow)."
+    if prediction_type not in PARAMETRISATIONS:
+        raise ValueError(f'prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}')
+    return PARAMETRISATIONS[prediction_type][0](out.float(), x_t.float(), c)
+
+def pull_toward(out, x_t, z, c, sigma, gamma, prediction_type='epsilon'):
+    "Correct the model output `out` at `x_t` so that its x̂0 moves by `d = gamma*sigma*(z - x̂0)`."
+    x0 = predicted_x0(out, x_t, c, prediction_type)
     d = (gamma * sigma) * (z.float() - x0)
-    sa, s1a = math.sqrt(alpha_bar), math.sqrt(1 - alpha_bar)
-    if prediction_type == 'epsilon': new = out.float() - (sa / s1a) * d
-    elif prediction_type == 'v_prediction': new = out.float() - d / s1a
-    else: new = out.float() + d
-    return new.to(out.dtype)
+    return PARAMETRISATIONS[prediction_type][1](out.float(), d, c).to(out.dtype)
 
 # %% ../nbs/05_guidance.ipynb #a5b564cc
 def base_timesteps(timesteps, denoising_end=None, num_train_timesteps=1000):
@@ -66,111 +79,266 @@ def paper_scheduler(config, prediction_type=None):
     return DPMSolverMultistepScheduler.from_config(config, **kw)
 
 # %% ../nbs/05_guidance.ipynb #3031a910
-SUPPORTED_PIPELINES = ('StableDiffusionPipeline', 'StableDiffusionXLPipeline')
 EXACT_SCHEDULERS = ('DPMSolverMultistepScheduler',)
 EXTENSION_SCHEDULERS = ('EulerDiscreteScheduler', 'EulerAncestralDiscreteScheduler', 'UniPCMultistepScheduler', 'DEISMultistepScheduler')
+FLOW_SCHEDULERS = ('FlowMatchEulerDiscreteScheduler',)
 
 def _class_names(obj): return [c.__name__ for c in type(obj).__mro__]
 
-def check_guidable(pipe):
-    "Raise a clear error unless `pipe` is a text-to-image pipeline and scheduler `coda_guidance` supports."
-    names = _class_names(pipe)
-    if not any(n in SUPPORTED_PIPELINES for n in names):
-        raise TypeError(f'coda_guidance supports the text-to-image pipelines {SUPPORTED_PIPELINES} (and subclasses); '
-                        f'got {type(pipe).__name__}. Load the base model with StableDiffusionXLPipeline / '
-                        'StableDiffusionPipeline; an SDXL refiner (img2img) runs unguided after the base.')
-    sch = pipe.scheduler
-    sname = type(sch).__name__
-    if not any(n in EXACT_SCHEDULERS + EXTENSION_SCHEDULERS for n in _class_names(sch)):
-        raise TypeError(f'coda_guidance does not support the scheduler {sname}; use DPMSolverMultistepScheduler '
-                        f'(the paper: `pipe.scheduler = paper_scheduler(pipe.scheduler.config)`) or one of {EXTENSION_SCHEDULERS}.')
-    pt = sch.config.get('prediction_type', 'epsilon')
-    if pt not in PREDICTION_TYPES or sch.config.get('use_flow_sigmas', False):
-        raise TypeError(f'coda_guidance supports epsilon, v-prediction and sample prediction; {sname} is set up for '
-                        f"{'flow matching' if sch.config.get('use_flow_sigmas') else pt!r}, which is not supported.")
-    if not hasattr(sch, 'alphas_cumprod'):
-        raise TypeError(f'{sname} has no alphas_cumprod table; coda_guidance cannot compute x̂0 with it.')
-    return True
+# %% ../nbs/05_guidance.ipynb #051864f9
+class SDAdapter:
+    "Stable Diffusion 1.x/2.x: what `coda_guidance` reads from a pipeline of the family and how it corrects it (the other adapters change what differs)."
+    denoiser_name, schedulers = 'unet', EXACT_SCHEDULERS + EXTENSION_SCHEDULERS
+    second_call = None      # what a second denoiser call at one step means, where the family refuses it (None: allowed)
+    paper_sampler = True    # generation replaces the model's scheduler by the paper's DPM-Solver++ (Karras sigmas)
+    takes_refiner = False   # an SDXL refiner may finish its images
+    def __init__(self, pipe): self.pipe = pipe
+    def __repr__(self): return f'{type(self).__name__}({type(self.pipe).__name__})'
+    @property
+    def denoiser(self): return getattr(self.pipe, self.denoiser_name)
+    @property
+    def latent_channels(self): return self.denoiser.config.in_channels
+    @property
+    def cfg(self):
+        "Does the denoiser see the batch [unconditional; conditional] (classifier-free guidance on)?"
+        return bool(self.pipe.do_classifier_free_guidance)
 
-# %% ../nbs/05_guidance.ipynb #aa4f94cb
-class _CodaHook:
-    "Forward (pre-)hooks on a pipeline's UNet applying the CoDA correction; `steps` records each step when `record`."
-    def __init__(self, pipe, targets, gamma, guide_frac, record=False):
-        self.pipe, self.gamma, self.guide_frac, self.record = pipe, float(gamma), float(guide_frac), record
-        self.targets = targets                    # float32, (B, C, H, W), on the CPU until first use
-        self._z, self._cache, self._warned = None, (None, None, None), False
-        self.steps = []                           # one dict per UNet call when `record`
-        self.pt = pipe.scheduler.config.get('prediction_type', 'epsilon')
-        self.vae_scale = getattr(pipe, 'vae_scale_factor', 8)
+    def check(self):
+        "Raise a clear error unless the pipeline's scheduler is one the correction is defined for."
+        sch = self.pipe.scheduler
+        if not any(n in self.schedulers for n in _class_names(sch)):
+            raise TypeError(f'coda_guidance does not support the scheduler {type(sch).__name__} on a {type(self.pipe).__name__}; use '
+                            + ('DPMSolverMultistepScheduler (the paper: `pipe.scheduler = paper_scheduler(pipe.scheduler.config)`) '
+                               f'or one of {EXTENSION_SCHEDULERS}.' if self.denoiser_name == 'unet' else f'one of {self.schedulers}.'))
+        self.parametrisation
 
-    @staticmethod
-    def _args(args, kwargs):
+    @property
+    def parametrisation(self):
+        "The model output type, a key of `PARAMETRISATIONS`: the scheduler's `prediction_type`."
+        sch = self.pipe.scheduler
+        pt = sch.config.get('prediction_type', 'epsilon')
+        if pt not in ('epsilon', 'v_prediction', 'sample') or sch.config.get('use_flow_sigmas', False):
+            raise TypeError(f'coda_guidance supports epsilon, v-prediction and sample prediction on a UNet model; {type(sch).__name__} is set up for '
+                            f"{'flow matching' if sch.config.get('use_flow_sigmas') else repr(pt)}, which is not supported.")
+        if not hasattr(sch, 'alphas_cumprod'):
+            raise TypeError(f'{type(sch).__name__} has no alphas_cumprod table; coda_guidance cannot compute x̂0 with it.')
+        return pt
+
+    def inputs(self, args, kwargs):
+        "(x_t, t) of one denoiser call."
         x = args[0] if len(args) > 0 else kwargs['sample']
         t = args[1] if len(args) > 1 else kwargs['timestep']
         return x, t
+
+    def schedule(self, guide_frac):
+        "(guided mask, t_stop, timesteps) of the base's steps: t > t_stop, with SDXL's `denoising_end` truncation."
+        sch = self.pipe.scheduler
+        ts = [float(t) for t in sch.timesteps]
+        mask, t_stop = guided_steps(ts, guide_frac, getattr(self.pipe, '_denoising_end', None), sch.config.num_train_timesteps)
+        return mask, t_stop, ts
+
+    def step_index(self, t):
+        "The index of the current step in the scheduler's tables."
+        sch = self.pipe.scheduler
+        if sch.step_index is not None: return sch.step_index
+        if getattr(sch, 'begin_index', None) is not None: return sch.begin_index
+        return sch.index_for_timestep(t)
+
+    def coefficients(self, i, t):
+        "(c, sigma_i) of step i at timestep t: c = ā_t (from the table; 1/(1+σ²) for a fractional t) and the scheduler's σ_i."
+        sch = self.pipe.scheduler
+        sigma = float(sch.sigmas[i])
+        return (float(sch.alphas_cumprod[int(t)]) if float(t).is_integer() else 1.0 / (1.0 + sigma ** 2)), sigma
+
+    def layout(self, z):
+        "Target latents (B, C, H, W) in the layout of the denoiser's input."
+        return z
+    initial_latents = layout   # the starting noise (B, C, H, W) as the pipeline's `latents` argument
+
+    def check_call(self, x, z):
+        "Raise before the denoiser runs unless its input `x` has one latent per target of `z` (B, C, H, W), of the same shape."
+        B, shape = z.shape[0], tuple(self.layout(z).shape[1:])
+        n = x.shape[0] // 2 if self.cfg else x.shape[0]
+        if tuple(x.shape[1:]) != shape:
+            f, (h, w), hw = self.pipe.vae_scale_factor, z.shape[-2:], self.latent_hw(x)
+            got = f'{z.shape[1]}x{hw[0]}x{hw[1]} latents ({hw[0] * f}x{hw[1] * f} px)' if hw else f'latents of shape {tuple(x.shape[1:])}'
+            at = f'{hw[0] * f}x{hw[1] * f} px' if hw else 'the generation size'
+            raise ValueError(
+                f'coda_guidance: the target latents are {"x".join(map(str, z.shape[1:]))} but the pipeline denoises {got}. '
+                f'Encode the targets at {at} (--resolution of the features stage), or generate at height={h * f}, width={w * f}.')
+        if n != B:
+            raise ValueError(f'coda_guidance got {B} target latent(s) but the pipeline denoises {n} image(s) '
+                             '(prompts x num_images_per_prompt): give exactly one target latent per image, in the '
+                             "pipeline's order (prompt by prompt, num_images_per_prompt images each).")
+
+    def latent_hw(self, x):
+        "(H, W) of the latents of a denoiser input (None where the layout does not tell)."
+        return tuple(x.shape[-2:])
+
+    def encode_prompt(self, prompt, do_cfg, device):
+        "Embeddings of one prompt as keyword arguments of the pipeline call."
+        pe, npe = self.pipe.encode_prompt(prompt, device=device, num_images_per_prompt=1, do_classifier_free_guidance=do_cfg)
+        return {k: v for k, v in dict(prompt_embeds=pe, negative_prompt_embeds=npe).items() if v is not None}
+
+    def default_size(self):
+        "The pipeline's default (height, width) in pixels."
+        ss = self.denoiser.config.sample_size
+        ss = ss[0] if isinstance(ss, (list, tuple)) else ss
+        return (ss * self.pipe.vae_scale_factor,) * 2
+
+    def latent_shape(self, height, width):
+        "The latent shape (C, H, W) the pipeline denoises for images of `height` x `width` pixels."
+        f = self.pipe.vae_scale_factor
+        return (self.latent_channels, height // f, width // f)
+
+# %% ../nbs/05_guidance.ipynb #f4203e1f
+class SDXLAdapter(SDAdapter):
+    "Stable Diffusion XL (base): SD's adapter with SDXL's two text encoders (pooled embeddings); `denoising_end` cuts the schedule for a refiner."
+    takes_refiner = True
+    def encode_prompt(self, prompt, do_cfg, device):
+        pe, npe, pp, npp = self.pipe.encode_prompt(prompt, device=device, num_images_per_prompt=1, do_classifier_free_guidance=do_cfg)
+        kw = dict(prompt_embeds=pe, negative_prompt_embeds=npe, pooled_prompt_embeds=pp, negative_pooled_prompt_embeds=npp)
+        return {k: v for k, v in kw.items() if v is not None}
+
+# %% ../nbs/05_guidance.ipynb #f81bae3f
+class SD3Adapter(SDAdapter):
+    "Stable Diffusion 3 / 3.5: a flow-matching transformer on unpacked (B, 16, H, W) latents, batch CFG as SD's."
+    denoiser_name, schedulers = 'transformer', FLOW_SCHEDULERS
+    paper_sampler = False   # it keeps its own FlowMatchEulerDiscreteScheduler (DPM-Solver++ is not the paper's sampler for flow models)
+    second_call = ('skip-layer guidance (skip_guidance_layers), which calls the transformer again on the conditional images; '
+                   'coda does not support it: generate without skip_guidance_layers')
+    @property
+    def parametrisation(self): return 'flow'
+
+    def inputs(self, args, kwargs):
+        x = args[0] if len(args) > 0 else kwargs['hidden_states']
+        t = args[3] if len(args) > 3 else kwargs['timestep']
+        return x, t
+
+    def schedule(self, guide_frac):
+        "(guided mask, t_stop, timesteps): the first floor(N guide_frac) steps (at most N - 1), in step order."
+        ts = [float(t) for t in self.pipe.scheduler.timesteps]
+        k = min(int(math.floor(len(ts) * guide_frac)), len(ts) - 1)
+        return [i < k for i in range(len(ts))], ts[k], ts
+
+    def step_index(self, t):
+        sch = self.pipe.scheduler
+        if sch.step_index is not None: return sch.step_index
+        return sch.begin_index if sch.begin_index is not None else 0   # before the first `step`: the first step
+
+    def coefficients(self, i, t):
+        "(σ_i, σ_i): the flow parametrisation's coefficient is the step's sigma itself."
+        s = float(self.pipe.scheduler.sigmas[i])
+        return s, s
+
+    def encode_prompt(self, prompt, do_cfg, device):
+        pe, npe, pp, npp = self.pipe.encode_prompt(prompt, None, None, device=device, num_images_per_prompt=1, do_classifier_free_guidance=do_cfg)
+        kw = dict(prompt_embeds=pe, negative_prompt_embeds=npe, pooled_prompt_embeds=pp, negative_pooled_prompt_embeds=npp)
+        return {k: v for k, v in kw.items() if v is not None}
+
+    def default_size(self): return (self.pipe.default_sample_size * self.pipe.vae_scale_factor,) * 2
+
+# %% ../nbs/05_guidance.ipynb #12829142
+class FluxAdapter(SD3Adapter):
+    "FLUX.1: a guidance-distilled flow-matching transformer (one call per step, no CFG batch) on 2x2-packed latents (B, HW/4, 4C)."
+    second_call = ('true classifier-free guidance (true_cfg_scale > 1 with a negative prompt), which coda does not support on this '
+                   'guidance-distilled family: generate with guidance_scale (the distilled guidance) and no negative prompt')
+    @property
+    def latent_channels(self): return self.denoiser.config.in_channels // 4
+    @property
+    def cfg(self): return FAMILIES.meta('flux').get('cfg_batch', True)   # False: guidance_scale enters as an embedding, the one prediction is the conditional one
+
+    def layout(self, z):
+        B, C, H, W = z.shape
+        return self.pipe._pack_latents(z, B, C, H, W)
+    initial_latents = layout
+
+    def latent_hw(self, x):
+        side = math.isqrt(x.shape[1])   # packed: (H/2)(W/2) tokens; only a square image's H and W follow from their number
+        return (2 * side, 2 * side) if side * side == x.shape[1] else None
+
+    def encode_prompt(self, prompt, do_cfg, device):
+        pe, pp, _ = self.pipe.encode_prompt(prompt, None, device=device, num_images_per_prompt=1)
+        return dict(prompt_embeds=pe, pooled_prompt_embeds=pp)
+
+    def latent_shape(self, height, width):
+        f = self.pipe.vae_scale_factor
+        return (self.latent_channels, 2 * (height // (2 * f)), 2 * (width // (2 * f)))
+
+# %% ../nbs/05_guidance.ipynb #746b89fa
+def family_of(pipe):
+    "The adapter of `pipe`'s model family: the first registered family whose pipeline classes `pipe` is an instance of (subclasses accepted)."
+    import diffusers
+    for name in FAMILIES:
+        classes = tuple(c if isinstance(c, type) else getattr(diffusers, c) for c in FAMILIES.meta(name)['pipelines'])
+        if isinstance(pipe, classes): return FAMILIES.get(name)(pipe)
+    fams = '; '.join(f"{n} ({', '.join(c if isinstance(c, str) else c.__name__ for c in FAMILIES.meta(n)['pipelines'])})" for n in FAMILIES)
+    raise TypeError(f'coda_guidance has no model family for a {type(pipe).__name__}. The registered families (and their text-to-image '
+                    f'pipelines, subclasses accepted) are: {fams}. Load the base model with one of these pipeline classes (an SDXL '
+                    'refiner, StableDiffusionXLImg2ImgPipeline, runs unguided after the base), or register a family: '
+                    "coda.config.FAMILIES.register(name, 'module:AdapterClass', pipelines=('MyPipeline',), denoiser='unet' or 'transformer').")
+
+def check_guidable(pipe):
+    "Raise a clear error unless `pipe` is a text-to-image pipeline of a registered family with a scheduler its adapter supports."
+    family_of(pipe).check()
+    return True
+
+# %% ../nbs/05_guidance.ipynb #aa4f94cb
+class _CodaHook(ModelHook):
+    "The CoDA correction as a diffusers hook on a pipeline's denoiser; `steps` records each step when `record`."
+    def __init__(self, adapter, targets, gamma, guide_frac, record=False):
+        super().__init__()
+        self.adapter, self.pipe = adapter, adapter.pipe
+        self.gamma, self.guide_frac, self.record = float(gamma), float(guide_frac), record
+        self.targets = targets                    # float32, (B, C, H, W), on the CPU until first use
+        self._z, self._cache, self._warned, self._call, self._last = None, (None, None, None), False, None, None
+        self.steps = []                           # one dict per denoiser call when `record`
+        self.pt = adapter.parametrisation
 
     def _schedule(self):
         "(guided mask, t_stop, timesteps as floats) of the current run, cached per `set_timesteps`."
         sch = self.pipe.scheduler
         de = getattr(self.pipe, '_denoising_end', None)
         if self._cache[0] is not sch.timesteps or self._cache[1] != de:
-            ts = [float(t) for t in sch.timesteps]
-            mask, t_stop = guided_steps(ts, self.guide_frac, de, sch.config.num_train_timesteps)
-            self._cache = (sch.timesteps, de, (mask, t_stop, ts))
+            self._cache = (sch.timesteps, de, self.adapter.schedule(self.guide_frac))
         return self._cache[2]
 
-    def _step_index(self, t):
-        sch = self.pipe.scheduler
-        if sch.step_index is not None: return sch.step_index
-        if getattr(sch, 'begin_index', None) is not None: return sch.begin_index
-        return sch.index_for_timestep(t)
+    def pre_forward(self, module, *args, **kwargs):
+        x, t = self.adapter.inputs(args, kwargs)
+        i = self.adapter.step_index(t)
+        key = (self.pipe.scheduler.timesteps, i)
+        if self.adapter.second_call and self._last is not None and self._last[0] is key[0] and self._last[1] == i:
+            raise RuntimeError(f'coda_guidance: the {self.adapter.denoiser_name} was called twice at step {i}: {type(self.pipe).__name__} '
+                               f'runs {self.adapter.second_call}')
+        self.adapter.check_call(x, self.targets)
+        self._last, self._call = key, (x, i)
+        return args, kwargs
 
-    def before(self, module, args, kwargs):
-        x, t = self._args(args, kwargs)
-        B, shape = self.targets.shape[0], tuple(self.targets.shape[1:])
-        cfg = bool(self.pipe.do_classifier_free_guidance)
-        n = x.shape[0] // 2 if cfg else x.shape[0]
-        if tuple(x.shape[1:]) != shape:
-            C, H, W = x.shape[1:]
-            h, w = shape[-2:]
-            raise ValueError(
-                f'coda_guidance: the target latents are {"x".join(map(str, shape))} but the pipeline denoises '
-                f'{C}x{H}x{W} latents ({H * self.vae_scale}x{W * self.vae_scale} px). Encode the targets at '
-                f'{H * self.vae_scale}x{W * self.vae_scale} px (--resolution of the features stage), or generate at '
-                f'height={h * self.vae_scale}, width={w * self.vae_scale}.')
-        if n != B:
-            raise ValueError(f'coda_guidance got {B} target latent(s) but the pipeline denoises {n} image(s) '
-                             '(prompts x num_images_per_prompt): give exactly one target latent per image, in the '
-                             "pipeline's order (prompt by prompt, num_images_per_prompt images each).")
-        return None
-
-    def after(self, module, args, kwargs, output):
-        x, t = self._args(args, kwargs)
-        sch = self.pipe.scheduler
+    def post_forward(self, module, output):
+        (x, i), self._call = self._call, None
         mask, t_stop, ts = self._schedule()
-        i = self._step_index(t)
-        if i >= len(mask): return None  # past the base's own steps (never reached by the stock pipelines)
+        if i >= len(mask): return output  # past the base's own steps (never reached by the stock pipelines)
         guided = mask[i]
-        if not (guided or self.record): return None
+        if not (guided or self.record): return output
         tv = ts[i]
-        sigma = float(sch.sigmas[i])
-        a = float(sch.alphas_cumprod[int(tv)]) if float(tv).is_integer() else 1.0 / (1.0 + sigma ** 2)
+        c, sigma = self.adapter.coefficients(i, tv)
         out = output[0] if isinstance(output, tuple) else output.sample
-        cfg = bool(self.pipe.do_classifier_free_guidance)
         B = self.targets.shape[0]
-        e_c, x_c = (out[B:], x[B:]) if cfg else (out, x)
-        if self._z is None or self._z.device != out.device: self._z = self.targets.to(out.device, torch.float32)
-        new_c = pull_toward(e_c, x_c, self._z, a, sigma, self.gamma, self.pt) if guided else e_c
+        cond = slice(B, None) if self.adapter.cfg else slice(None)
+        e_c, x_c = out[cond], x[cond]
+        if self._z is None or self._z.device != out.device:
+            self._z = self.adapter.layout(self.targets).to(out.device, torch.float32)
+        new_c = pull_toward(e_c, x_c, self._z, c, sigma, self.gamma, self.pt) if guided else e_c
         if self.record:
-            dist = lambda e: (predicted_x0(e, x_c, a, self.pt) - self._z).flatten(1).norm(dim=1).cpu().tolist()
-            self.steps.append(dict(i=i, t=tv, sigma=sigma, alpha_bar=a, guided=guided,
+            dist = lambda e: (predicted_x0(e, x_c, c, self.pt) - self._z).flatten(1).norm(dim=1).cpu().tolist()
+            self.steps.append(dict(i=i, t=tv, sigma=sigma, alpha_bar=None if self.pt == 'flow' else c, guided=guided,
                                    dist_before=dist(e_c), dist_after=dist(new_c)))
-        if not guided: return None
+        if not guided: return output
         if self.gamma * sigma > 1 and not self._warned:
             self._warned = True
             warnings.warn(f'coda_guidance: gamma*sigma_i = {self.gamma * sigma:.2f} > 1 at step {i} (sigma_i = {sigma:.2f}): '
                           'x̂0 is pushed past its target; the paper uses gamma = 0.05 (0.73 at the first Karras sigma, 14.6)')
-        new = torch.cat([out[:B], new_c]) if cfg else new_c
+        new = torch.cat([out[:B], new_c]) if self.adapter.cfg else new_c
         if isinstance(output, tuple): return (new,) + tuple(output[1:])
         output.sample = new
         return output
@@ -183,6 +351,8 @@ def _as_latents(target_latents):
     if not torch.isfinite(z).all(): raise ValueError('target_latents contain NaN or inf')
     return z.detach().to('cpu', torch.float32)
 
+HOOK_NAME = 'coda_guidance'   # the name of the hook in the denoiser's diffusers HookRegistry
+
 @contextlib.contextmanager
 def coda_guidance(pipe, target_latents, gamma=0.05, guide_frac=0.9, record=False):
     "Inside the block, `pipe(...)` pulls each image's x̂0 toward its target latent (the CoDA correction)."
@@ -190,18 +360,23 @@ def coda_guidance(pipe, target_latents, gamma=0.05, guide_frac=0.9, record=False
         raise ValueError(f'gamma must be a finite number >= 0 (the paper uses 0.05), got {gamma!r}')
     if not (isinstance(guide_frac, (int, float, np.floating)) and 0 <= guide_frac <= 1):
         raise ValueError(f'guide_frac must be in [0, 1] (the paper uses 0.9), got {guide_frac!r}')
-    check_guidable(pipe)
+    adapter = family_of(pipe)
+    adapter.check()
     z = _as_latents(target_latents)
-    C = pipe.unet.config.in_channels
+    C = adapter.latent_channels
     if z.shape[1] != C:
-        raise ValueError(f'target_latents have {z.shape[1]} channels but the UNet takes {C}-channel latents: '
+        raise ValueError(f'target_latents have {z.shape[1]} channels but the {adapter.denoiser_name} takes {C}-channel latents: '
                          "encode the targets with this model's own VAE")
-    unet = pipe.unet
-    if any(isinstance(getattr(h, '__self__', None), _CodaHook) for h in unet._forward_hooks.values()):
-        raise RuntimeError('coda_guidance is already active on this pipeline; nest the calls, not the guidance')
-    hook = _CodaHook(pipe, z, gamma, guide_frac, record)
-    h1 = unet.register_forward_pre_hook(hook.before, with_kwargs=True)
-    h2 = unet.register_forward_hook(hook.after, with_kwargs=True)
+    hook = _CodaHook(adapter, z, gamma, guide_frac, record)
+    registry = HookRegistry.check_if_exists_or_initialize(adapter.denoiser)
+    try: registry.register_hook(hook, HOOK_NAME)
+    except ValueError as e:
+        if registry.get_hook(HOOK_NAME) is None: raise
+        raise RuntimeError('coda_guidance is already active on this pipeline; nest the calls, not the guidance') from e
     try: yield hook
-    finally:
-        h1.remove(); h2.remove()
+    finally: registry.remove_hook(HOOK_NAME, recurse=False)
+
+def guidance_active(denoiser):
+    "Is the CoDA hook registered on `denoiser` (a pipeline's UNet or transformer)?"
+    reg = getattr(denoiser, '_diffusers_hook', None)
+    return reg is not None and reg.get_hook(HOOK_NAME) is not None
