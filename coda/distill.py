@@ -11,11 +11,11 @@ from pathlib import Path
 from .stage import (ArtefactError, RunLocked, RunLock, Stage, read_stage, current_process, save_json, load_json,
                         jsonable, log, Interrupted, stop_on_signals, name_bytes, version_problems)
 from .config import (RunConfig, ConfigError, validate, resolve_config, parse_args, distill_parser, evaluate_parser, flag_of,
-                         digits_recipe, default_training, TrainConfig, resolve_train, EVALUATE_SECTIONS, SELECTIONS, model_source)
+                         digits_recipe, default_training, TrainConfig, resolve_train, EVALUATE_SECTIONS, SELECTIONS, selection, T2I, model_source)
 from .data import TargetDataset, list_imagefolder, list_run, listing_counts, count_images
 
 # %% auto #0
-__all__ = ['GENERATION_OFF', 'LIBS_RSS', 'stage_dirs', 'set_names', 'generated_names', 'data_record', 'upstream_of',
+__all__ = ['GENERATION_OFF', 'LIBS_RSS', 'stage_dirs', 'selected', 'set_names', 'generated_names', 'data_record', 'upstream_of',
            'check_class_sizes', 'check_class_agreement', 'run_log', 'torch_threads', 'timed', 'generation_config',
            'distill_stages', 'distill', 'readable_train', 'list_distilled', 'run_sets', 'hard_recipe', 'evaluation_dir',
            'evaluate', 'results_json', 'show_alignment', 'report_text', 'write_report', 'plan', 'coda_distill',
@@ -23,19 +23,24 @@ __all__ = ['GENERATION_OFF', 'LIBS_RSS', 'stage_dirs', 'set_names', 'generated_n
 
 # %% ../nbs/08_distill.ipynb #b9618dc8
 def stage_dirs(out):
-    "The folder of each stage of a run in `out`."
+    "The folder of each stage of a run in `out`: one per registered selection method among them."
     out = Path(out)
-    return dict(data=out/'data', features=out/'features', core=out/'core', random=out/'random', kmeans=out/'kmeans',
-                generation=out/'generation', t2i=out/'t2i', evaluation=out/'evaluation', report=out/'report')
+    sel = {selection(m)['folder']: out/selection(m)['folder'] for m in SELECTIONS}
+    return dict(data=out/'data', features=out/'features', **sel, generation=out/'generation', **{T2I: out/T2I},
+                evaluation=out/'evaluation', report=out/'report')
+
+def selected(cfg: RunConfig):
+    "The selection methods of real images a run makes sets with: CoDA's core discovery, then the selections among its baselines."
+    return ['coda', *(b for b in cfg.baselines if b in SELECTIONS and selection(b)['baseline'])]
 
 def set_names(cfg: RunConfig):
     "Name -> discovery folder key of the sets a run selects: CoDA's core set and each selection baseline."
-    return {'coda_core': 'core', **{b: b for b in cfg.baselines if b in SELECTIONS}}
+    return {selection(m)['set_name']: selection(m)['folder'] for m in selected(cfg)}
 
 def generated_names(cfg: RunConfig):
     "Name -> stage folder key of the sets a run generates: `coda` (aligned) and, as a baseline, `t2i` (unguided); none without a model."
     if not cfg.generation.model: return {}
-    return {'coda': 'generation', **({'t2i': 't2i'} if 't2i' in cfg.baselines else {})}
+    return {'coda': 'generation', **({T2I: T2I} if T2I in cfg.baselines else {})}
 
 # %% ../nbs/08_distill.ipynb #5bc97cc9
 def data_record(cfg: RunConfig, ds: TargetDataset):
@@ -127,7 +132,7 @@ def _discovery(method, key):
 
 def generation_config(cfg: RunConfig, key):
     "The generation settings of the stage `key`: the run's for `generation`, the same with gamma 0 (unguided) for `t2i`."
-    return replace(cfg.generation, gamma=0.0) if key == 't2i' else cfg.generation
+    return replace(cfg.generation, gamma=0.0) if key == T2I else cfg.generation
 
 def _generation(key):
     def run(cfg, ds, dirs, proc, show, ctx):
@@ -145,7 +150,7 @@ def _generation(key):
 def distill_stages(cfg: RunConfig):
     "The stages `distill` runs for `cfg`, in order: (name, function(cfg, dataset, dirs, proc, show_progress, context))."
     stages = [('features', _features)]
-    stages += [(f'discovery ({m})', _discovery('coda' if m == 'coda_core' else m, k)) for m, k in set_names(cfg).items()]
+    stages += [(f"discovery ({selection(m)['set_name']})", _discovery(m, selection(m)['folder'])) for m in selected(cfg)]
     stages += [('generation' if m == 'coda' else f'generation ({m})', _generation(k)) for m, k in generated_names(cfg).items()]
     return stages
 
@@ -442,7 +447,7 @@ def plan(cfg: RunConfig):
                      + (f', then {k * d.ipc:,} encodes of the picks at full resolution' if cfg.features.discovery_resolution else ''))
         cls = None if dim is None else nmax * dim * 6 + nmax * nmax * 8   # a class: float16 features, float32 standardised copy, pair distances
         ram = '?' if dim is None else f'{_gb(LIBS_RSS + cls)} a worker process, {_gb(LIBS_RSS + 2 * cls)} for a single process, which overlaps two classes'
-        sel = [b for b in cfg.baselines if b in SELECTIONS]
+        sel = selected(cfg)[1:]
         lines.append(f'discovery: {k} classes x {1 + len(sel)} selections (CoDA, {", ".join(sel) or "no baseline"}); '
                      f'peak memory about {ram} (largest class {nmax}; estimate)')
         if g.model:

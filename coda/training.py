@@ -29,7 +29,7 @@ with warnings.catch_warnings():   # importing fastai calls torch.jit.script, whi
     from fastai.optimizer import SGD, Adam
     from fastai.torch_core import set_seed
 
-from .config import TrainConfig, RunConfig, STUDENTS, digits_recipe, validate
+from .config import TrainConfig, RunConfig, STUDENTS, STUDENT_LIBRARIES, is_student, student_choices, digits_recipe, validate
 from .data import TargetDataset, ClassInfo, load_rgb
 from .stage import Stage, Process, current_process, atomic_write, save_json, load_json, jsonable, file_digest, progress, usable_cpus
 
@@ -37,10 +37,11 @@ log = logging.getLogger('coda')
 
 # %% auto #0
 __all__ = ['log', 'RESAMPLE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'PCA_EIGVAL', 'PCA_EIGVEC', 'DEFAULT_SCALE', 'WD_PARAMS',
-           'MIXED_PRECISION', 'FLAT', 'KEEP_WEIGHTS', 'instance_norm', 'ConvNet', 'BasicBlockAP', 'ResNetAP',
-           'make_student', 'n_params', 'load_images', 'normalize', 'rrc_boxes', 'crop_resize', 'jitter_params',
-           'color_jitter', 'shuffle_patches', 'pca_lighting', 'Augment', 'show_augmented', 'TensorImageLoader',
-           'set_ipc', 'eval_epochs', 'resolve_protocol', 'resolve_recipe', 'step_schedule', 'half_cosine_schedule',
+           'MIXED_PRECISION', 'FLAT', 'KEEP_WEIGHTS', 'instance_norm', 'ConvNet', 'BasicBlockAP', 'ResNetAP', 'convnet',
+           'resnetap10', 'resnet18', 'resnet18_small', 'torchvision_student', 'timm_student', 'make_student',
+           'n_params', 'load_images', 'normalize', 'rrc_boxes', 'crop_resize', 'jitter_params', 'color_jitter',
+           'shuffle_patches', 'pca_lighting', 'Augment', 'show_augmented', 'TensorImageLoader', 'set_ipc',
+           'eval_epochs', 'resolve_protocol', 'resolve_recipe', 'step_schedule', 'half_cosine_schedule',
            'load_state_dict_file', 'load_teacher', 'teacher_class_index', 'kd_loss', 'SoftLabels', 'decays',
            'set_weight_decay', 'has_running_stats', 'TrainModeForward', 'default_device', 'cpu_threads', 'predict',
            'EvalAndLog', 'make_learner', 'alone', 'train_student', 'paired_difference', 'compare_to', 'add_comparisons',
@@ -98,20 +99,34 @@ class ResNetAP(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 # %% ../nbs/07_training.ipynb #f488be15
-def make_student(arch, n_classes, image_size, depth=3, width=128):
-    "A randomly initialised student: one of `STUDENTS`, or `torchvision:<name>` / `timm:<name>`."
+def convnet(n_classes, image_size, depth=3, width=128): return ConvNet(n_classes, image_size, depth, width)
+def resnetap10(n_classes, image_size, **_): return ResNetAP(n_classes, image_size, (1, 1, 1, 1))
+
+def resnet18(n_classes, image_size, **_):
     import torchvision
-    if arch == 'convnet': return ConvNet(n_classes, image_size, depth, width)
-    if arch == 'resnetap10': return ResNetAP(n_classes, image_size, (1, 1, 1, 1))
-    if arch in ('resnet18', 'resnet18_small'):
-        m = torchvision.models.resnet18(weights=None, num_classes=n_classes)
-        if arch == 'resnet18_small': m.conv1, m.maxpool = nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.Identity()
-        return m
-    if arch.startswith('torchvision:'): return torchvision.models.get_model(arch.split(':', 1)[1], weights=None, num_classes=n_classes)
-    if arch.startswith('timm:'):
-        import timm
-        return timm.create_model(arch.split(':', 1)[1], pretrained=False, num_classes=n_classes)
-    raise ValueError(f"unknown student arch {arch!r}; choose one of {', '.join(STUDENTS)}, 'torchvision:<name>' or 'timm:<name>'")
+    return torchvision.models.resnet18(weights=None, num_classes=n_classes)
+
+def resnet18_small(n_classes, image_size, **_):
+    m = resnet18(n_classes, image_size)
+    m.conv1, m.maxpool = nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.Identity()
+    return m
+
+# %% ../nbs/07_training.ipynb #d94b0ee0
+def torchvision_student(name, n_classes):
+    import torchvision
+    return torchvision.models.get_model(name, weights=None, num_classes=n_classes)
+
+def timm_student(name, n_classes):
+    import timm
+    return timm.create_model(name, pretrained=False, num_classes=n_classes)
+
+# %% ../nbs/07_training.ipynb #72ba2e26
+def make_student(arch, n_classes, image_size, depth=3, width=128):
+    "A randomly initialised student `arch`: a name registered in `STUDENTS`, or `<library>:<name>` of a `STUDENT_LIBRARIES` library."
+    if not is_student(arch): raise ValueError(f'unknown student arch {arch!r}; choose one of {student_choices()}')
+    if arch in STUDENTS: return STUDENTS.get(arch)(n_classes, image_size, depth=depth, width=width)
+    lib, _, name = arch.partition(':')
+    return STUDENT_LIBRARIES.get(lib)(name, n_classes)
 
 def n_params(m):
     "Number of parameters of a module."
