@@ -725,6 +725,24 @@ def summarise(runs, cfg: TrainConfig, ipc, config=None) -> dict:
                       f'best, mean ± std with ddof=1 over the seeds'),
                 config=config if config is not None else stage_config(cfg))
 
+# %% ../nbs/07_training.ipynb #aee69f7a
+def _student_entries(cfg: TrainConfig):
+    "(name, builder, metadata) of the registered students `cfg` trains (its arch, a teacher), for a fresh worker; None if a builder cannot go there."
+    import pickle
+    out = []
+    for a in sorted({cfg.arch, cfg.teacher} & set(STUDENTS)):
+        b = STUDENTS.get(a)
+        if getattr(b, '__module__', '__main__') == '__main__': return None   # a fresh process has another main module
+        try: pickle.dumps(b)   # sent by reference: an importable module's function
+        except Exception: return None
+        out.append((a, b, STUDENTS.meta(a)))
+    return out
+
+def _register_students(entries):
+    "A worker's start: register the students of the run it does not have."
+    for name, b, meta in entries or ():
+        if name not in STUDENTS: STUDENTS.register(name, b, **meta)
+
 # %% ../nbs/07_training.ipynb #45083c1c
 def n_workers(cfg: TrainConfig, dev, n_items, cpu_threads=1, proc: Process = None):
     "How many students a process trains at once: 1 on a GPU, else `cfg.workers` or its share of the cores (`cpu_threads` each), at most `n_items`."
@@ -762,6 +780,11 @@ def evaluate_sets(sets: dict, val_ds: TargetDataset, cfg: TrainConfig, out_dir, 
     mine = [(name, item) for name, item in proc.shard(pairs) if not stages[name].done(item)]   # split first, then skip what is done
     dev = default_device(cfg.device, proc)
     w = n_workers(cfg, dev, len(mine), cpu_threads, proc)
+    entries = _student_entries(cfg)
+    if w > 1 and entries is None:
+        log.info(f'evaluation: one student at a time, in this process: a fresh worker process cannot build {cfg.arch!r} or the teacher '
+                 f'{cfg.teacher!r}, registered from the main script or notebook (register it from an importable module to train {w} at once)')
+        w = 1
     vr = next(iter(rcfg.values())).val_resize   # the protocol's resolved validation resize (the same for every set)
     if mine: val = load_images(val_ds, cfg.image_size, cfg.image_size * vr, cfg.resample)
     data = {}
@@ -788,7 +811,7 @@ def evaluate_sets(sets: dict, val_ds: TargetDataset, cfg: TrainConfig, out_dir, 
         from concurrent.futures import ProcessPoolExecutor, as_completed
         import coda.training as ct   # the workers import the job from the installed module (not from wherever this code runs)
         order = sorted(mine, key=lambda k: -_cost(rcfg[k[0]], len(images(k[0])[0])))
-        with ProcessPoolExecutor(w, mp_context=multiprocessing.get_context('spawn')) as ex:
+        with ProcessPoolExecutor(w, mp_context=multiprocessing.get_context('spawn'), initializer=ct._register_students, initargs=(entries,)) as ex:
             futs = {ex.submit(ct._train_job, *job(*k)): k for k in order}
             try:
                 for f in progress(as_completed(futs), total=len(futs), desc=desc, show=show_progress): done(*futs[f], f.result())
