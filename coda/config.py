@@ -17,8 +17,8 @@ __all__ = ['DTYPES', 'DATASETS', 'STUDENTS', 'STUDENT_LIBRARIES', 'SELECTIONS', 
            'DataConfig', 'FeatureConfig', 'DiscoveryConfig', 'GenerationConfig', 'TrainConfig', 'RunConfig',
            'flag_table', 'flag_of', 'parse_value', 'field_help', 'make_parser', 'ConfigError', 'config_from_dict',
            'load_config', 'expand_env', 'recipes_dir', 'list_recipes', 'find_config', 'default_training',
-           'digits_recipe', 'set_field', 'config_from_args', 'parse_args', 'ipc_epochs', 'resolve_train',
-           'resolve_config', 'check_config', 'validate', 'distill_parser', 'evaluate_parser']
+           'digits_recipe', 'set_field', 'config_from_args', 'parse_args', 'ipc_epochs', 'resolve_train', 'encoder_of',
+           'too_few_images', 'resolve_config', 'check_config', 'validate', 'distill_parser', 'evaluate_parser']
 
 # %% ../nbs/01_config.ipynb #da9d659e
 class Registry:
@@ -539,6 +539,20 @@ def resolve_train(cfg: TrainConfig, ipc, n_classes) -> TrainConfig:
                    eval_from=cfg.eval_from if cfg.eval_from is not None else (0.0 if hard else 0.8))
 
 
+# %% ../nbs/01_config.ipynb #465687fd
+def encoder_of(f: FeatureConfig, model=None) -> str:
+    "The encoder the feature settings `f` name, `auto` resolved: `vae` with a `model` (or a VAE of its own), else `pixel`; other values as given."
+    return ('vae' if (model or f.vae) else 'pixel') if f.encoder == 'auto' else f.encoder
+
+def too_few_images(sizes: dict, ipc, take_all=False):
+    "The problem of the classes of `sizes` (class -> images) with no more images than `ipc`, naming them and what to do; None if none (or `take_all`)."
+    small = [f'{c} ({n})' for c, n in sizes.items() if n <= ipc]
+    if not small or take_all: return None
+    ipc_flag = flag_of('discovery', 'ipc')
+    return (f"{ipc_flag}: {ipc} images per class, but {len(small)} class(es) have no more than that: {', '.join(small[:10])}"
+            f"{' ...' if len(small) > 10 else ''}. Lower {ipc_flag}, or pass {flag_of('discovery', 'take_all')} (take_all=True) "
+            'to take every image of such classes')
+
 # %% ../nbs/01_config.ipynb #d40347e3
 def resolve_config(cfg: RunConfig) -> RunConfig:
     "`cfg` with what follows from other settings filled in: the model, the feature encoder and the student recipe."
@@ -546,8 +560,7 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
     if model == 'auto':   # the bundled model made for this dataset, if any (and not with pixel features)
         demo = [n for n, m in BUNDLED_MODELS.items() if m.get('dataset') == cfg.data.dataset]
         model = demo[0] if demo and cfg.features.encoder != 'pixel' else None
-    enc = cfg.features.encoder
-    if enc == 'auto': enc = 'vae' if (model or cfg.features.vae) else 'pixel'
+    enc = encoder_of(cfg.features, model)
     training = cfg.training or default_training(cfg.data.dataset)
     gen = replace(cfg.generation, model=model)
     gen = replace(gen, batch_size=generation_batch_size(gen))

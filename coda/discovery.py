@@ -12,10 +12,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .config import DiscoveryConfig, flag_of, SELECTIONS, selection
+from .config import DiscoveryConfig, flag_of, SELECTIONS, selection, too_few_images
 from .data import TargetDataset, list_imagefolder
 from .stage import (Stage, Process, ArtefactError, current_process, read_stage, save_json, load_json, save_npy,
-                        load_npy, copy_file, progress, usable_cpus)
+                        load_npy, copy_file, progress, usable_cpus, run_device)
 from .features import FeatureStore, load_feature_store, VaeEncoder, encode_paths, image_ids
 
 log = logging.getLogger('coda')
@@ -497,17 +497,13 @@ def _discover_steps(X, ipc, n_neighbors, min_cluster_size, min_samples, n_compon
     if ipc < 1: raise ValueError(f'ipc must be >= 1, got {ipc}')
     if min_cluster_size < 2: raise ValueError(f'min_cluster_size must be >= 2 (HDBSCAN), got {min_cluster_size}')
     if ipc >= n:
-        if not take_all: raise ValueError(_too_few(f'ipc={ipc} >= the {n} images of the class'))
+        if not take_all: raise ValueError(too_few_images({'the class': n}, ipc))
         r = CoreResult(np.arange(n), ['all'] * n, [1] * n, [np.array([i]) for i in range(n)],
                        np.full(n, -1), np.zeros(n), None, [f'take_all: ipc={ipc} >= {n} images, all taken'])
         return lambda: r
     notes = []
     layout = _embed_steps(X, n_neighbors, n_components, seed, mode, notes=notes)
     return lambda: core_from_embedding(layout(), ipc, min_cluster_size, min_samples, notes)
-
-def _too_few(what):
-    return (f"{what}: nothing to select. Lower {flag_of('discovery', 'ipc')}, or pass {flag_of('discovery', 'take_all')} "
-            '(take_all=True) to take every image of such classes')
 
 # %% ../nbs/04_discovery.ipynb #235381ec
 def map_2d(E):
@@ -613,7 +609,7 @@ def _select_steps(folder, class_id, class_index, cfg: dict, threads, how=None):
             return class_id, out, mp, dict(seconds=first + time.time() - t1, peak_rss_mb=_peak_rss_mb(), worker=os.getpid())
         return finish
     else:
-        if ipc >= n and not cfg['take_all']: raise ValueError(_too_few(f'class {class_id}: ipc={ipc} >= its {n} images'))
+        if (few := too_few_images({class_id: n}, ipc, cfg['take_all'])): raise ValueError(few)
         idx = np.arange(n) if ipc >= n else _picks(pick(X, ipc, cfg['seed'], class_index, **kw), ipc, n, method, class_id)
         out = dict(indices=idx.tolist(), origins=[method if ipc < n else 'all'] * len(idx),
                    notes=[] if ipc < n else [f'take_all: ipc={ipc} >= {n} images, all taken'])
@@ -661,9 +657,7 @@ def _latents(store, model, device):
         return lambda cls, idx: np.asarray(store.features(cls.id)[idx], dtype=np.float32).reshape(len(idx), *store.shape)
     def full(cls, idx):
         if 'e' not in enc:
-            import torch
-            dev = device or ('cuda' if torch.cuda.is_available() else 'cpu')
-            enc['e'] = VaeEncoder(model or c['model'], c['vae'], c['resolution'], dev, c['dtype'])
+            enc['e'] = VaeEncoder(model or c['model'], c['vae'], c['resolution'], run_device(device), c['dtype'])
         lat = encode_paths(enc['e'], [cls.paths[i] for i in idx])
         if not np.isfinite(lat).all():
             raise ValueError(f"class {cls.id}: the representatives' latents at full resolution are not finite: use "
@@ -690,10 +684,7 @@ def _check_dataset(store, store_dir, ds, cfg):
         if image_ids(ds, c) != store.image_ids(c.id):
             raise ArtefactError(f'class {c.id}: the dataset lists other images than the feature store {store_dir} was built from '
                                 f'({len(c.paths)} vs {len(store.image_ids(c.id))}); rebuild the store (--overwrite)')
-    small = [f'{c.id} ({len(c.paths)})' for c in ds.classes if len(c.paths) <= cfg.ipc]
-    if small and not cfg.take_all:
-        raise ValueError(_too_few(f"{len(small)} class(es) have no more images than {flag_of('discovery', 'ipc')} {cfg.ipc}: "
-                                  f"{', '.join(small[:10])}{' ...' if len(small) > 10 else ''}"))
+    if (few := too_few_images({c.id: len(c.paths) for c in ds.classes}, cfg.ipc, cfg.take_all)): raise ValueError(few)
 
 def _gathered(proc, x):
     "`x` of every process of a launched run, in rank order, on the main process (a collective: every process calls it); else `[x]`."

@@ -9,17 +9,18 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from .stage import (ArtefactError, RunLocked, RunLock, Stage, read_stage, current_process, save_json, load_json,
-                        jsonable, log, Interrupted, stop_on_signals, name_bytes, version_problems)
+                        jsonable, log, Interrupted, stop_on_signals, name_bytes, version_problems, torch_threads)
 from .config import (RunConfig, ConfigError, validate, resolve_config, parse_args, distill_parser, evaluate_parser, flag_of,
-                         digits_recipe, default_training, TrainConfig, resolve_train, EVALUATE_SECTIONS, SELECTIONS, selection, T2I, model_source)
+                         digits_recipe, default_training, TrainConfig, resolve_train, EVALUATE_SECTIONS, SELECTIONS, selection, T2I, model_source,
+                         too_few_images)
 from .data import TargetDataset, list_imagefolder, list_run, listing_counts, count_images
 
 # %% auto #0
 __all__ = ['GENERATION_OFF', 'LIBS_RSS', 'stage_dirs', 'selected', 'set_names', 'generated_names', 'data_record', 'upstream_of',
-           'check_class_sizes', 'check_class_agreement', 'run_log', 'torch_threads', 'timed', 'generation_config',
-           'distill_stages', 'distill', 'readable_train', 'list_distilled', 'run_sets', 'hard_recipe', 'evaluation_dir',
-           'evaluate', 'results_json', 'show_alignment', 'report_text', 'write_report', 'plan', 'coda_distill',
-           'coda_evaluate', 'run_cli', 'distill_cli', 'evaluate_cli']
+           'check_class_sizes', 'check_class_agreement', 'run_log', 'timed', 'generation_config', 'distill_stages',
+           'distill', 'readable_train', 'list_distilled', 'run_sets', 'hard_recipe', 'evaluation_dir', 'evaluate',
+           'results_json', 'show_alignment', 'report_text', 'write_report', 'plan', 'coda_distill', 'coda_evaluate',
+           'run_cli', 'distill_cli', 'evaluate_cli']
 
 # %% ../nbs/08_distill.ipynb #b9618dc8
 def stage_dirs(out):
@@ -59,11 +60,8 @@ def upstream_of(*folders):
 # %% ../nbs/08_distill.ipynb #fbe80b92
 def check_class_sizes(ds: TargetDataset, cfg: RunConfig):
     "Refuse (ConfigError) classes with no more images than the IPC, unless `take_all`."
-    d = cfg.discovery
-    small = [f'{c.id} ({len(c.paths)})' for c in ds.classes if len(c.paths) <= d.ipc]
-    if small and not d.take_all:
-        raise ConfigError([f'{flag_of("discovery", "ipc")}: {d.ipc} images per class, but the class(es) {", ".join(small[:10])} '
-                           f'have no more images than that: lower --ipc, or pass --take-all to take all their images'])
+    few = too_few_images({c.id: len(c.paths) for c in ds.classes}, cfg.discovery.ipc, cfg.discovery.take_all)
+    if few: raise ConfigError([few])
 
 def check_class_agreement(train_ids, val_ids):
     "Refuse (ConfigError) a validation split whose classes are not the training split's (evaluation would fail after every other stage)."
@@ -94,15 +92,6 @@ def run_log(out, proc, stderr=False):
     finally:
         for h in hs: log.removeHandler(h); h.close()
         log.setLevel(lvl)
-
-@contextlib.contextmanager
-def torch_threads(n):
-    "Run with `n` torch CPU threads (restored afterwards)."
-    import torch
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try: yield
-    finally: torch.set_num_threads(old)
 
 @contextlib.contextmanager
 def timed(name, timings):
@@ -438,8 +427,7 @@ def plan(cfg: RunConfig):
         lines.append(f"data: {cfg.data.dataset}, {k} classes, {n:,} training images ({min(sizes)}-{nmax} a class), {sum(counts['val'].values()):,} validation images ({listed})")
         try: check_class_agreement(counts['train'], counts['val'])
         except ConfigError as e: problems += e.problems
-        small = [c for c, m in counts['train'].items() if m <= d.ipc]
-        if small and not d.take_all: problems.append(f'--ipc: {d.ipc} images per class, but {len(small)} class(es) have no more than that ({", ".join(small[:5])}): lower --ipc or pass --take-all')
+        if (few := too_few_images(counts['train'], d.ipc, d.take_all)): problems.append(few)
         shape = _feature_shape(cfg)
         dim = None if shape is None else shape[0] * shape[1] * shape[2]
         store = '? (the model is not local)' if dim is None else f'{_gb(n * dim * 2)} (float16, {dim:,} numbers an image)'

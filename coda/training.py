@@ -31,7 +31,8 @@ with warnings.catch_warnings():   # importing fastai calls torch.jit.script, whi
 
 from .config import TrainConfig, RunConfig, STUDENTS, STUDENT_LIBRARIES, is_student, student_choices, digits_recipe, validate
 from .data import TargetDataset, ClassInfo, load_rgb
-from .stage import Stage, Process, current_process, atomic_write, save_json, load_json, jsonable, file_digest, progress, usable_cpus
+from .stage import (Stage, Process, current_process, atomic_write, save_json, load_json, jsonable, file_digest, progress, usable_cpus,
+                        run_device, torch_threads)
 
 log = logging.getLogger('coda')
 
@@ -43,9 +44,9 @@ __all__ = ['log', 'RESAMPLE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'PCA_EIGVAL', 'PC
            'shuffle_patches', 'pca_lighting', 'Augment', 'show_augmented', 'TensorImageLoader', 'set_ipc',
            'eval_epochs', 'resolve_protocol', 'resolve_recipe', 'step_schedule', 'half_cosine_schedule',
            'load_state_dict_file', 'load_teacher', 'teacher_class_index', 'kd_loss', 'SoftLabels', 'decays',
-           'set_weight_decay', 'has_running_stats', 'TrainModeForward', 'default_device', 'cpu_threads', 'predict',
-           'EvalAndLog', 'make_learner', 'alone', 'train_student', 'paired_difference', 'compare_to', 'add_comparisons',
-           'lrs', 'dd_ranking', 'loss_change', 'flattened', 'ranking', 'results_table', 'ranking_table',
+           'set_weight_decay', 'has_running_stats', 'TrainModeForward', 'default_device', 'predict', 'EvalAndLog',
+           'make_learner', 'alone', 'train_student', 'paired_difference', 'compare_to', 'add_comparisons', 'lrs',
+           'dd_ranking', 'loss_change', 'flattened', 'ranking', 'results_table', 'ranking_table',
            'convergence_statement', 'noise_statement', 'plot_curves', 'plot_protocols', 'stage_config',
            'save_weights_dict', 'save_weights', 'summarise', 'n_workers', 'evaluate_sets']
 
@@ -417,18 +418,10 @@ class TrainModeForward(Callback):
 
 # %% ../nbs/07_training.ipynb #c9326376
 def default_device(device=None, proc: Process = None):
-    "`device`, else the device of `proc` (a process of a multi-process run), else cuda when available, else cpu."
-    return torch.device(device or (proc.device if proc is not None else None) or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    "`run_device` as a `torch.device`."
+    return torch.device(run_device(device, proc))
 
-@contextlib.contextmanager
-def cpu_threads(n):
-    "Run with `n` torch CPU threads (None: unchanged), restoring the previous number afterwards."
-    old = torch.get_num_threads()
-    if n: torch.set_num_threads(n)
-    try: yield
-    finally: torch.set_num_threads(old)
-
-_threads = cpu_threads   # the functions below take an argument of that name
+_threads = torch_threads   # the functions below take an argument named `cpu_threads`
 
 @torch.no_grad()
 def predict(model, x, bs=500):
