@@ -731,6 +731,15 @@ def _student_entries(cfg: TrainConfig):
         out.append((a, b, STUDENTS.meta(a)))
     return out
 
+def _training_workers(cfg: TrainConfig, dev, n_items, cpu_threads, proc):
+    "(students trained at once, what the workers register): `n_workers`, or 1 when a registered student cannot reach a worker."
+    w, entries = n_workers(cfg, dev, n_items, cpu_threads, proc), _student_entries(cfg)
+    if w > 1 and entries is None:
+        log.info(f'evaluation: one student at a time, in this process: a fresh worker process cannot build {cfg.arch!r} or the teacher '
+                 f'{cfg.teacher!r}, registered from the main script or notebook (register it from an importable module to train {w} at once)')
+        w = 1
+    return w, entries
+
 def _register_students(entries):
     "A worker's start: register the students of the run it does not have."
     for name, b, meta in entries or ():
@@ -772,12 +781,7 @@ def evaluate_sets(sets: dict, val_ds: TargetDataset, cfg: TrainConfig, out_dir, 
     pairs = [(name, item) for name in sets for item in seeds]
     mine = [(name, item) for name, item in proc.shard(pairs) if not stages[name].done(item)]   # split first, then skip what is done
     dev = default_device(cfg.device, proc)
-    w = n_workers(cfg, dev, len(mine), cpu_threads, proc)
-    entries = _student_entries(cfg)
-    if w > 1 and entries is None:
-        log.info(f'evaluation: one student at a time, in this process: a fresh worker process cannot build {cfg.arch!r} or the teacher '
-                 f'{cfg.teacher!r}, registered from the main script or notebook (register it from an importable module to train {w} at once)')
-        w = 1
+    w, entries = _training_workers(cfg, dev, len(mine), cpu_threads, proc)
     vr = next(iter(rcfg.values())).val_resize   # the protocol's resolved validation resize (the same for every set)
     if mine: val = load_images(val_ds, cfg.image_size, cfg.image_size * vr, cfg.resample)
     data = {}
