@@ -449,7 +449,7 @@ def _make_listing(cfg, folder, overwrite, check):
     new, sets = {}, {sp: listing_from_json(d, root) for sp, d in keep.items()}
     for sp in SPLITS:
         if sp in keep: continue
-        sr = _split_dir(root, _split_name(cfg, sp))
+        sr = split_dir(root, _split_name(cfg, sp))
         times = folder_times(sr) if sr.is_dir() else {}   # taken before listing: a file added meanwhile changes them
         sets[sp] = list_dataset(cfg, sp, verify=cfg.verify_images and sp == 'val')
         new[sp] = listing_json(sets[sp], times)
