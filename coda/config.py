@@ -11,13 +11,14 @@ from pathlib import Path
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['FAMILIES', 'DTYPES', 'STUDENTS', 'SELECTIONS', 'BASELINES', 'DATASETS', 'BUNDLED_MODELS', 'SECTIONS', 'PREFIX',
-           'DIGITS_SOFT', 'DEFAULT_SCALE', 'RESOLVED', 'DISTILL_SWITCHES', 'EVALUATE_SECTIONS', 'EXPORT_SETS',
-           'Registry', 'family_of_class', 'bundled_model_dir', 'model_source', 'generation_batch_size', 'DataConfig',
-           'FeatureConfig', 'DiscoveryConfig', 'GenerationConfig', 'TrainConfig', 'RunConfig', 'flag_table', 'flag_of',
-           'parse_value', 'field_help', 'make_parser', 'ConfigError', 'config_from_dict', 'load_config', 'expand_env',
-           'recipes_dir', 'list_recipes', 'find_config', 'default_training', 'digits_recipe', 'set_field',
-           'config_from_args', 'parse_args', 'ipc_epochs', 'resolve_train', 'unresolved', 'resolve_config',
+__all__ = ['FAMILIES', 'DTYPES', 'DATASETS', 'STUDENTS', 'STUDENT_LIBRARIES', 'SELECTIONS', 'T2I', 'BASELINES', 'BUNDLED_MODELS',
+           'SECTIONS', 'PREFIX', 'DIGITS_SOFT', 'DEFAULT_SCALE', 'RESOLVED', 'DISTILL_SWITCHES', 'EVALUATE_SECTIONS',
+           'EXPORT_SETS', 'Registry', 'family_of_class', 'is_student', 'student_choices', 'selection', 'baselines',
+           'bundled_model_dir', 'model_source', 'generation_batch_size', 'DataConfig', 'FeatureConfig',
+           'DiscoveryConfig', 'GenerationConfig', 'TrainConfig', 'RunConfig', 'flag_table', 'flag_of', 'parse_value',
+           'field_help', 'make_parser', 'ConfigError', 'config_from_dict', 'load_config', 'expand_env', 'recipes_dir',
+           'list_recipes', 'find_config', 'default_training', 'digits_recipe', 'set_field', 'config_from_args',
+           'parse_args', 'ipc_epochs', 'resolve_train', 'unresolved', 'encoder_of', 'too_few_images', 'resolve_config',
            'check_config', 'validate', 'distill_parser', 'evaluate_parser', 'ExportConfig', 'export_parser',
            'parse_export']
 
@@ -93,11 +94,49 @@ def family_of_class(class_name):
 
 # %% ../nbs/01_config.ipynb #b15b57b3
 DTYPES = ('float32', 'float16', 'bfloat16')
-STUDENTS = ('convnet', 'resnetap10', 'resnet18', 'resnet18_small')
-SELECTIONS = ('random', 'kmeans')   # other selections of real images, made by core discovery's stage
-BASELINES = SELECTIONS + ('t2i',)  # ... and the model's own images, unguided
 DATASETS = ('digits', 'folder', 'imagenette', 'imagewoof', 'imageidc', 'imagenet-a', 'imagenet-b', 'imagenet-c',
             'imagenet-d', 'imagenet-e', 'imagenet-100', 'imagenet-1k')
+
+# %% ../nbs/01_config.ipynb #7f0aac8c
+STUDENTS = Registry('student')   # builder(n_classes, image_size, depth=, width=) -> a randomly initialised nn.Module
+STUDENTS.register('convnet', 'coda.training:convnet', about='ConvNet: depth x (conv, instance norm, ReLU, avg pool) of width channels')
+STUDENTS.register('resnetap10', 'coda.training:resnetap10', about='ResNetAP-10 (IDC): average-pool downsampling, instance norm')
+STUDENTS.register('resnet18', 'coda.training:resnet18', about="torchvision's ResNet-18")
+STUDENTS.register('resnet18_small', 'coda.training:resnet18_small', about='ResNet-18 with a 3x3 stride-1 stem, no max pool (small images)')
+
+STUDENT_LIBRARIES = Registry('student library')   # '<library>:<name>' students: builder(name, n_classes)
+STUDENT_LIBRARIES.register('torchvision', 'coda.training:torchvision_student')
+STUDENT_LIBRARIES.register('timm', 'coda.training:timm_student')
+
+# %% ../nbs/01_config.ipynb #b340ecc7
+def is_student(a) -> bool:
+    "Whether `a` names a student: a name registered in `STUDENTS`, or `<library>:<name>` of a `STUDENT_LIBRARIES` library."
+    if not isinstance(a, str): return False
+    lib, sep, name = a.partition(':')
+    return a in STUDENTS or bool(sep and name and lib in STUDENT_LIBRARIES)
+
+def student_choices() -> str:
+    "The students, in words (for `--help` and the errors)."
+    return f"{', '.join(STUDENTS)} or {' / '.join(f'{l}:<name>' for l in STUDENT_LIBRARIES)}"
+
+# %% ../nbs/01_config.ipynb #d4c0d8bf
+SELECTIONS = Registry('selection')   # pick(X, ipc, seed, class_index, **settings) -> ipc distinct row indices of one class
+SELECTIONS.register('coda', 'coda.discovery:_discover_steps', folder='core', set_name='coda_core', baseline=False, steps=True,
+                    settings=('n_neighbors', 'min_cluster_size', 'min_samples', 'n_components', 'mode'))
+SELECTIONS.register('random', 'coda.discovery:pick_random')
+SELECTIONS.register('kmeans', 'coda.discovery:pick_kmeans')
+T2I = 't2i'   # the baseline of the model's own images, unguided: generated, not a selection of real images
+
+# %% ../nbs/01_config.ipynb #08661693
+def selection(name) -> dict:
+    "The metadata of the selection method `name`, its defaults filled in (folder, set_name, settings, baseline, steps)."
+    return dict(folder=name, set_name=name, settings=(), baseline=True, steps=False) | SELECTIONS.meta(name)
+
+def baselines() -> tuple:
+    "What `--baselines` accepts: the registered selections that are baselines, then `T2I`."
+    return (*(n for n in SELECTIONS if selection(n)['baseline']), T2I)
+
+BASELINES = baselines()   # the default of --baselines: every baseline that ships with coda
 
 # %% ../nbs/01_config.ipynb #1598931b
 BUNDLED_MODELS = {   # name -> what it is, and the defaults it brings (a tiny model generates many images per UNet call)
@@ -185,7 +224,7 @@ class GenerationConfig:
 class TrainConfig:
     "How students are trained on a set and tested on the real validation split. Unset (None) values take the protocol's default."
     protocol: str = 'hard'           # 'hard' (hard labels, the IDC/Minimax protocol of the ImageNet subsets) or 'soft' (a teacher's soft labels, the RDED/SRe2L protocol of ImageNet-1K)
-    arch: str = 'resnetap10'         # student: convnet, resnetap10, resnet18, resnet18_small, or torchvision:<name> / timm:<name>
+    arch: str = 'resnetap10'         # student: a registered student or <library>:<name>
     image_size: int = 256            # side of the student's input images
     convnet_depth: int = 3           # convnet: convolution blocks
     convnet_width: int = 128         # convnet: channels of each block
@@ -221,7 +260,7 @@ class TrainConfig:
 class RunConfig:
     "A whole run: where it writes, what it compares, and one config per stage."
     out: str = 'coda_out'            # output folder of the run
-    baselines: tuple = BASELINES     # baselines evaluated beside CoDA: random, kmeans (real images chosen otherwise), t2i (the model's images unguided: same prompts, seeds and steps, gamma 0; with a model only); 'none' for none
+    baselines: tuple = BASELINES     # baselines evaluated beside CoDA: the other selections of real images (random, kmeans), t2i (the model's images unguided: same prompts, seeds and steps, gamma 0; with a model only); 'none' for none
     full: bool = True                # also train students on the full real training split
     overwrite: bool = False          # rebuild stages whose folder was made from other settings
     cpu_threads: int = 1             # torch CPU threads per process in every stage; fixed, so that results do not depend on the number of processes
@@ -280,15 +319,18 @@ def parse_value(text, t, default=None):
     try: return base(text)
     except ValueError: raise ValueError(f'expected a {base.__name__}, got {text!r}') from None
 
+_CHOICES = {('TrainConfig', 'arch'): student_choices, ('RunConfig', 'baselines'): lambda: ', '.join(baselines())}   # read from the registries
+
 def field_help(cls):
-    "Field name -> its comment, with the default."
+    "Field name -> its comment, with the choices of a registry's field and the default."
     from fastcore.docments import docments
     doc = docments(cls)
     out = {}
     for f in fields(cls):
         d = f.default if f.default is not MISSING else None
         dd = ','.join(map(str, d)) if isinstance(d, tuple) else d
-        out[f.name] = f"{doc.get(f.name) or ''} (default: {'none' if dd is None else dd})"
+        ch = _CHOICES.get((cls.__name__, f.name))
+        out[f.name] = f"{doc.get(f.name) or ''}{f'; choices: {ch()}' if ch else ''} (default: {'none' if dd is None else dd})"
     return out
 
 # %% ../nbs/01_config.ipynb #6417c897
@@ -529,6 +571,20 @@ def unresolved(cfg: TrainConfig):
     return [n for n in RESOLVED if getattr(cfg, n) is None]
 
 
+# %% ../nbs/01_config.ipynb #465687fd
+def encoder_of(f: FeatureConfig, model=None) -> str:
+    "The encoder the feature settings `f` name, `auto` resolved: `vae` with a `model` (or a VAE of its own), else `pixel`; other values as given."
+    return ('vae' if (model or f.vae) else 'pixel') if f.encoder == 'auto' else f.encoder
+
+def too_few_images(sizes: dict, ipc, take_all=False):
+    "The problem of the classes of `sizes` (class -> images) with no more images than `ipc`, naming them and what to do; None if none (or `take_all`)."
+    small = [f'{c} ({n})' for c, n in sizes.items() if n <= ipc]
+    if not small or take_all: return None
+    ipc_flag = flag_of('discovery', 'ipc')
+    return (f"{ipc_flag}: {ipc} images per class, but {len(small)} class(es) have no more than that: {', '.join(small[:10])}"
+            f"{' ...' if len(small) > 10 else ''}. Lower {ipc_flag}, or pass {flag_of('discovery', 'take_all')} (take_all=True) "
+            'to take every image of such classes')
+
 # %% ../nbs/01_config.ipynb #d40347e3
 def resolve_config(cfg: RunConfig) -> RunConfig:
     "`cfg` with what follows from other settings filled in: the model, the feature encoder and the student recipe."
@@ -536,8 +592,7 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
     if model == 'auto':   # the bundled model made for this dataset, if any (and not with pixel features)
         demo = [n for n, m in BUNDLED_MODELS.items() if m.get('dataset') == cfg.data.dataset]
         model = demo[0] if demo and cfg.features.encoder != 'pixel' else None
-    enc = cfg.features.encoder
-    if enc == 'auto': enc = 'vae' if (model or cfg.features.vae) else 'pixel'
+    enc = encoder_of(cfg.features, model)
     training = cfg.training or default_training(cfg.data.dataset)
     gen = replace(cfg.generation, model=model)
     gen = replace(gen, batch_size=generation_batch_size(gen))
@@ -605,12 +660,10 @@ def _generation_problems(g: GenerationConfig):
         p.append(('denoising_end', f'{g.denoising_end} < 1 needs --refiner to finish the schedule'))
     return p
 
-def _arch_ok(a): return isinstance(a, str) and (a in STUDENTS or a.startswith(('torchvision:', 'timm:')))
-
 def _training_problems(t: TrainConfig):
     num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
     p = _check_fields(t, dict(protocol=(_in('hard', 'soft'), 'must be hard or soft'),
-                              arch=(_arch_ok, f"must be one of {', '.join(STUDENTS)} or torchvision:<name> / timm:<name>"),
+                              arch=(is_student, f"must be one of {student_choices()}"),
                               image_size=(lambda v: _pos(v) and v >= 8, 'must be >= 8'), epochs=(_opt_pos, 'must be >= 1 or none'),
                               epoch_images=(_opt_pos, 'must be >= 1 or none'), batch_size=(_opt_pos, 'must be >= 1 or none'),
                               lr=(lambda v: v is None or (num(v) and v > 0), 'must be > 0 or none'),
@@ -626,7 +679,7 @@ def _training_problems(t: TrainConfig):
                               device=(_dev, 'must be cpu, cuda, cuda:<i>, mps or none')))
     if t.protocol == 'soft':
         if not t.teacher: p.append(('teacher', 'is needed by the soft-label protocol (e.g. resnet18 or timm:resnet18)'))
-        elif t.teacher != 'full' and not _arch_ok(t.teacher): p.append(('teacher', f'must be one of {", ".join(STUDENTS)} or torchvision:<name> / timm:<name>, got {t.teacher!r}'))
+        elif t.teacher != 'full' and not is_student(t.teacher): p.append(('teacher', f'must be one of {student_choices()} or full, got {t.teacher!r}'))
         if t.teacher == 'full':
             if t.teacher_checkpoint: p.append(('teacher_checkpoint', "must be none with --teacher full (the teacher is the run's own full-split student)"))
         elif not t.teacher_checkpoint: p.append(('teacher_checkpoint', "is needed by the soft-label protocol (the teacher's weights file)"))
@@ -645,7 +698,7 @@ def check_config(cfg: RunConfig, sections=tuple(SECTIONS)):
            for (s, n), var in unset.items()]
     out += [f'{flag_of(s, n)}: {msg}' for s in sections for n, msg in per[s]() if (s, n) not in unset]
     run = _check_fields(cfg, dict(cpu_threads=(_pos, 'must be >= 1'),
-                                  baselines=(lambda v: all(b in BASELINES for b in v), f"must be among {', '.join(BASELINES)} (or none)")))
+                                  baselines=(lambda v: all(b in baselines() for b in v), f"must be among {', '.join(baselines())} (or none)")))
     out += [f'{flag_of(None, n)}: {msg}' for n, msg in run]
     t = cfg.training
     if 'training' in sections and t is not None and t.protocol == 'soft' and t.teacher == 'full' and not cfg.full:

@@ -19,10 +19,10 @@ log = logging.getLogger('coda')
 
 # %% auto #0
 __all__ = ['log', 'IMAGENET_PRESETS', 'IMAGE_EXTS', 'DIGITS_SIZE', 'DIGIT_WORDS', 'SPLITS', 'imagenet_info', 'preset_wnids',
-           'wnid_prompt', 'ClassInfo', 'TargetDataset', 'ImageTooLarge', 'set_max_pixels', 'load_rgb', 'list_imagenet',
-           'folder_prompt', 'list_imagefolder', 'coda_home', 'make_digits_folder', 'list_digits', 'show_dataset',
-           'dataset_root', 'list_dataset', 'count_images', 'listing_config', 'folder_times', 'listing_json',
-           'listing_from_json', 'listing_changes', 'list_run', 'read_listing', 'listing_counts']
+           'wnid_prompt', 'ClassInfo', 'TargetDataset', 'ImageTooLarge', 'set_max_pixels', 'load_rgb', 'split_dir',
+           'list_imagenet', 'folder_prompt', 'list_imagefolder', 'coda_home', 'make_digits_folder', 'list_digits',
+           'show_dataset', 'dataset_root', 'list_dataset', 'count_images', 'listing_config', 'folder_times',
+           'listing_json', 'listing_from_json', 'listing_changes', 'list_run', 'read_listing', 'listing_counts']
 
 # %% ../nbs/02_data.ipynb #9e4f46ba
 IMAGENET_PRESETS = {
@@ -192,11 +192,16 @@ def _image_files(folder):
     return [folder/n for n in sorted(_image_names(folder))]
 
 # %% ../nbs/02_data.ipynb #5a10760f
+def split_dir(root, split) -> Path:
+    "The folder of the split `split` of a dataset in `root` (`root` itself when `split` is None): where its class folders are."
+    return Path(root) if split is None else Path(root)/split
+
 def _split_root(root, split):
+    "`split_dir`, checked: a missing root or split folder is named, with the folders the root has."
     root = Path(root).expanduser()
     if not root.is_dir(): raise FileNotFoundError(f'dataset root {shown(root)} does not exist (or is not a folder)')
     if split is None: return root
-    sr = root/split
+    sr = split_dir(root, split)
     if not sr.is_dir():
         have = sorted(p.name for p in root.iterdir() if p.is_dir())[:10]
         raise FileNotFoundError(f"split folder {shown(sr)} does not exist; {shown(root)} has the folders {have}. "
@@ -377,8 +382,6 @@ def listing_config(cfg: DataConfig):
     return dict(dataset=cfg.dataset, prompts=prompts, train_split=cfg.train_split, val_split=cfg.val_split,
                 verify_images=cfg.verify_images, max_pixels=cfg.max_pixels)
 
-def _split_dir(root, split): return Path(root) if split is None else Path(root)/split
-
 def folder_times(split_root):
     "The modification time (ns) of a split folder ('.') and of each of its subfolders."
     sr = Path(split_root)
@@ -387,7 +390,7 @@ def folder_times(split_root):
 
 def listing_json(ds: TargetDataset, times: dict):
     "A listing as JSON: classes with their file names (relative to the class folder) and folder times, skipped files relative to the split."
-    sr = _split_dir(ds.root, ds.split)
+    sr = split_dir(ds.root, ds.split)
     classes = [dict(id=c.id, index=c.index, prompt=c.prompt, imagenet_index=c.imagenet_index, mtime_ns=times.get(c.id),
                     files=[Path(p).name for p in c.paths]) for c in ds.classes]
     skipped = [[Path(p).relative_to(sr).as_posix(), why] for p, why in ds.skipped]
@@ -395,7 +398,7 @@ def listing_json(ds: TargetDataset, times: dict):
 
 def listing_from_json(d: dict, root) -> TargetDataset:
     "The `TargetDataset` of a listing, with paths under `root` (the dataset's folder now)."
-    sr = _split_dir(root, d['split'])
+    sr = split_dir(root, d['split'])
     classes = []
     for c in d['classes']:
         cd = sr/c['id']
@@ -404,7 +407,7 @@ def listing_from_json(d: dict, root) -> TargetDataset:
 
 def listing_changes(d: dict, root):
     "The folders of a listing whose modification time changed since it was made (an empty list: it is current)."
-    sr = _split_dir(root, d['split'])
+    sr = split_dir(root, d['split'])
     try: now = folder_times(sr)
     except OSError: return [str(sr)]
     was = {'.': d['mtime_ns'], **{c['id']: c['mtime_ns'] for c in d['classes']}}
@@ -446,7 +449,7 @@ def _make_listing(cfg, folder, overwrite, check):
     new, sets = {}, {sp: listing_from_json(d, root) for sp, d in keep.items()}
     for sp in SPLITS:
         if sp in keep: continue
-        sr = _split_dir(root, _split_name(cfg, sp))
+        sr = split_dir(root, _split_name(cfg, sp))
         times = folder_times(sr) if sr.is_dir() else {}   # taken before listing: a file added meanwhile changes them
         sets[sp] = list_dataset(cfg, sp, verify=cfg.verify_images and sp == 'val')
         new[sp] = listing_json(sets[sp], times)

@@ -12,18 +12,19 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .config import DiscoveryConfig, flag_of
+from .config import DiscoveryConfig, flag_of, SELECTIONS, selection, too_few_images
 from .data import TargetDataset, list_imagefolder
 from .stage import (Stage, Process, ArtefactError, current_process, read_stage, save_json, load_json, save_npy,
-                        load_npy, copy_file, progress, usable_cpus)
+                        load_npy, copy_file, progress, usable_cpus, run_device)
 from .features import FeatureStore, load_feature_store, VaeEncoder, encode_paths, image_ids
 
 log = logging.getLogger('coda')
 
 # %% auto #0
 __all__ = ['log', 'standardize_exact', 'umap_distance_matrix', 'umap_knn', 'standardize_fast', 'umap_fit', 'embed', 'CoreResult',
-           'core_from_embedding', 'discover_core', 'map_2d', 'select_random', 'select_kmeans', 'core_config',
-           'build_core_set', 'CoreClass', 'load_core_set', 'show_core_set', 'plot_class_map']
+           'core_from_embedding', 'discover_core', 'map_2d', 'select_random', 'select_kmeans', 'pick_random',
+           'pick_kmeans', 'core_config', 'build_core_set', 'CoreClass', 'load_core_set', 'show_core_set',
+           'plot_class_map']
 
 # %% ../nbs/04_discovery.ipynb #335a0af1
 import numba
@@ -496,17 +497,13 @@ def _discover_steps(X, ipc, n_neighbors, min_cluster_size, min_samples, n_compon
     if ipc < 1: raise ValueError(f'ipc must be >= 1, got {ipc}')
     if min_cluster_size < 2: raise ValueError(f'min_cluster_size must be >= 2 (HDBSCAN), got {min_cluster_size}')
     if ipc >= n:
-        if not take_all: raise ValueError(_too_few(f'ipc={ipc} >= the {n} images of the class'))
+        if not take_all: raise ValueError(too_few_images({'the class': n}, ipc))
         r = CoreResult(np.arange(n), ['all'] * n, [1] * n, [np.array([i]) for i in range(n)],
                        np.full(n, -1), np.zeros(n), None, [f'take_all: ipc={ipc} >= {n} images, all taken'])
         return lambda: r
     notes = []
     layout = _embed_steps(X, n_neighbors, n_components, seed, mode, notes=notes)
     return lambda: core_from_embedding(layout(), ipc, min_cluster_size, min_samples, notes)
-
-def _too_few(what):
-    return (f"{what}: nothing to select. Lower {flag_of('discovery', 'ipc')}, or pass {flag_of('discovery', 'take_all')} "
-            '(take_all=True) to take every image of such classes')
 
 # %% ../nbs/04_discovery.ipynb #235381ec
 def map_2d(E):
@@ -540,15 +537,23 @@ def select_kmeans(X, ipc, seed=42):
         out.append(int(np.argmin(d)))
     return np.array(out, dtype=np.int64)
 
+# %% ../nbs/04_discovery.ipynb #b168e30c
+def pick_random(X, ipc, seed=42, class_index=0):
+    "The `random` selection's builder: `select_random` of the class's rows."
+    return select_random(len(X), ipc, seed, class_index)
+
+def pick_kmeans(X, ipc, seed=42, class_index=0):
+    "The `kmeans` selection's builder: `select_kmeans` of the class's features."
+    return select_kmeans(X, ipc, seed)
+
 # %% ../nbs/04_discovery.ipynb #0821482a
 def core_config(cfg: DiscoveryConfig, method='coda'):
-    "The settings that decide a core set's files: the method and the settings it uses (not n_jobs)."
-    if method not in ('coda', 'random', 'kmeans'): raise ValueError(f"method must be 'coda', 'random' or 'kmeans', got {method!r}")
+    "The settings that decide a core set's files: the method, IPC, seed, `take_all` and the settings the method reads (not n_jobs)."
+    if method not in SELECTIONS: raise ValueError(f"method must be a registered selection ({', '.join(SELECTIONS)}), got {method!r}")
     if cfg.mode not in ('exact', 'fast'): raise ValueError(f"{flag_of('discovery', 'mode')} must be exact or fast, got {cfg.mode!r}")
     if cfg.ipc < 1: raise ValueError(f"{flag_of('discovery', 'ipc')} must be >= 1, got {cfg.ipc}")
     d = dict(method=method, ipc=cfg.ipc, seed=cfg.seed, take_all=cfg.take_all)
-    if method == 'coda': d.update(n_neighbors=cfg.n_neighbors, min_cluster_size=cfg.min_cluster_size, min_samples=cfg.min_samples,
-                                  n_components=cfg.n_components, mode=cfg.mode)
+    d.update({k: getattr(cfg, k) for k in selection(method)['settings']})
     return d
 
 # %% ../nbs/04_discovery.ipynb #471684a0
@@ -562,21 +567,36 @@ def _peak_rss_mb():
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-def _select(folder, class_id, class_index, cfg: dict, threads):
+def _method(name):
+    "(builder, whether it is a two-step one, the settings it reads) of the selection method `name`: what a worker needs of it."
+    s = selection(name)
+    return SELECTIONS.get(name), s['steps'], s['settings']
+
+def _picks(idx, ipc, n, method, class_id):
+    "The rows a selection method's builder returned, as int64, or ValueError saying what is wrong with them."
+    idx = np.asarray(idx)
+    if (idx.shape != (ipc,) or not np.issubdtype(idx.dtype, np.integer) or len(set(idx.tolist())) != ipc
+            or idx.min() < 0 or idx.max() >= n):
+        raise ValueError(f'selection {method!r}, class {class_id}: its builder must return {ipc} distinct row indices '
+                         f'in [0, {n}), got {idx.tolist()[:20]}')
+    return idx.astype(np.int64)
+
+def _select(folder, class_id, class_index, cfg: dict, threads, how=None):
     "Worker: the picks of one class, its map (coda), and what it cost (seconds, peak RSS in MB, worker's process id)."
-    return _select_steps(folder, class_id, class_index, cfg, threads)()
+    return _select_steps(folder, class_id, class_index, cfg, threads, how)()
 
 def _threads(k): numba.set_num_threads(max(1, min(k, numba.config.NUMBA_NUM_THREADS)))   # this thread's numba threads
 
-def _select_steps(folder, class_id, class_index, cfg: dict, threads):
+def _select_steps(folder, class_id, class_index, cfg: dict, threads, how=None):
     "`_select` in two steps: this call loads the class and does the work on its data, the function it returns the rest."
+    pick, steps, settings = how or _method(cfg['method'])
     _threads(threads)
     t0 = time.time()
     X = load_npy(Path(folder)/f'{class_id}.npy', mmap=True)
     n, ipc, method, mp = len(X), cfg['ipc'], cfg['method'], None
-    if method == 'coda':
-        rest = _discover_steps(X, ipc, cfg['n_neighbors'], cfg['min_cluster_size'], cfg['min_samples'], cfg['n_components'],
-                               cfg['seed'], cfg['mode'], cfg['take_all'])
+    kw = {k: cfg[k] for k in settings}
+    if steps:
+        rest = pick(X, ipc, seed=cfg['seed'], take_all=cfg['take_all'], **kw)
         first = time.time() - t0
         def finish():
             _threads(threads)
@@ -589,16 +609,15 @@ def _select_steps(folder, class_id, class_index, cfg: dict, threads):
             return class_id, out, mp, dict(seconds=first + time.time() - t1, peak_rss_mb=_peak_rss_mb(), worker=os.getpid())
         return finish
     else:
-        if ipc >= n and not cfg['take_all']: raise ValueError(_too_few(f'class {class_id}: ipc={ipc} >= its {n} images'))
-        idx = (np.arange(n) if ipc >= n else select_random(n, ipc, cfg['seed'], class_index) if method == 'random'
-               else select_kmeans(X, ipc, cfg['seed']))
+        if (few := too_few_images({class_id: n}, ipc, cfg['take_all'])): raise ValueError(few)
+        idx = np.arange(n) if ipc >= n else _picks(pick(X, ipc, cfg['seed'], class_index, **kw), ipc, n, method, class_id)
         out = dict(indices=idx.tolist(), origins=[method if ipc < n else 'all'] * len(idx),
                    notes=[] if ipc < n else [f'take_all: ipc={ipc} >= {n} images, all taken'])
     out['n_images'] = n
     res = class_id, out, mp, dict(seconds=time.time() - t0, peak_rss_mb=_peak_rss_mb(), worker=os.getpid())
     return lambda: res
 
-def _pipelined(folder, items, cfg: dict, threads):
+def _pipelined(folder, items, cfg: dict, threads, how=None):
     """`_select` of each (class id, class index) of `items` in one process with `threads` cores: a class's data work
     (BLAS, and numba code that lets go of the GIL) runs in a helper thread, one thread each, while this thread does
     the layout of the class before it (UMAP's epochs use one core). Nothing depends on the threads: the same
@@ -606,11 +625,11 @@ def _pipelined(folder, items, cfg: dict, threads):
     from concurrent.futures import ThreadPoolExecutor
     from threadpoolctl import threadpool_limits
     if not items: return
-    nxt = _select_steps(folder, *items[0], cfg, threads)    # nothing to overlap with yet: all cores
+    nxt = _select_steps(folder, *items[0], cfg, threads, how)    # nothing to overlap with yet: all cores
     with ThreadPoolExecutor(1, thread_name_prefix='coda-discovery') as ex, threadpool_limits(1, user_api='blas'):
         for k in range(len(items)):
             finish = nxt if k == 0 else nxt.result()
-            if k + 1 < len(items): nxt = ex.submit(_select_steps, folder, *items[k + 1], cfg, 1)
+            if k + 1 < len(items): nxt = ex.submit(_select_steps, folder, *items[k + 1], cfg, 1, how)
             yield finish()
 
 # %% ../nbs/04_discovery.ipynb #6f172afc
@@ -638,9 +657,7 @@ def _latents(store, model, device):
         return lambda cls, idx: np.asarray(store.features(cls.id)[idx], dtype=np.float32).reshape(len(idx), *store.shape)
     def full(cls, idx):
         if 'e' not in enc:
-            import torch
-            dev = device or ('cuda' if torch.cuda.is_available() else 'cpu')
-            enc['e'] = VaeEncoder(model or c['model'], c['vae'], c['resolution'], dev, c['dtype'])
+            enc['e'] = VaeEncoder(model or c['model'], c['vae'], c['resolution'], run_device(device), c['dtype'])
         lat = encode_paths(enc['e'], [cls.paths[i] for i in idx])
         if not np.isfinite(lat).all():
             raise ValueError(f"class {cls.id}: the representatives' latents at full resolution are not finite: use "
@@ -667,10 +684,7 @@ def _check_dataset(store, store_dir, ds, cfg):
         if image_ids(ds, c) != store.image_ids(c.id):
             raise ArtefactError(f'class {c.id}: the dataset lists other images than the feature store {store_dir} was built from '
                                 f'({len(c.paths)} vs {len(store.image_ids(c.id))}); rebuild the store (--overwrite)')
-    small = [f'{c.id} ({len(c.paths)})' for c in ds.classes if len(c.paths) <= cfg.ipc]
-    if small and not cfg.take_all:
-        raise ValueError(_too_few(f"{len(small)} class(es) have no more images than {flag_of('discovery', 'ipc')} {cfg.ipc}: "
-                                  f"{', '.join(small[:10])}{' ...' if len(small) > 10 else ''}"))
+    if (few := too_few_images({c.id: len(c.paths) for c in ds.classes}, cfg.ipc, cfg.take_all)): raise ValueError(few)
 
 def _gathered(proc, x):
     "`x` of every process of a launched run, in rank order, on the main process (a collective: every process calls it); else `[x]`."
@@ -706,9 +720,10 @@ def build_core_set(store_dir, ds: TargetDataset, out_dir, cfg: DiscoveryConfig, 
         n_jobs, threads = _workers(cfg.n_jobs, len(mine))
         latents_of = _latents(store, model, proc.device)
         from coda.discovery import _select   # the workers import it from the module
-        jobs = (delayed(_select)(store.folder, cid, byid[cid].index, scfg, threads) for cid in mine)
+        how = _method(method)   # the builder itself goes to the workers: a method registered in user code is not in theirs
+        jobs = (delayed(_select)(store.folder, cid, byid[cid].index, scfg, threads, how) for cid in mine)
         if n_jobs > 1: results = Parallel(n_jobs=n_jobs, return_as='generator')(jobs)
-        elif threads > 1 and method == 'coda': results = _pipelined(store.folder, [(cid, byid[cid].index) for cid in mine], scfg, threads)
+        elif threads > 1 and how[1]: results = _pipelined(store.folder, [(cid, byid[cid].index) for cid in mine], scfg, threads, how)
         else: results = (j[0](*j[1], **j[2]) for j in jobs)
         for cid, res, mp, cost in progress(results, total=len(mine), desc=f'discovery ({method})', show=show_progress and proc.is_main):
             _write_class(st, byid[cid], store.image_ids(cid), res, mp, store, scfg, latents_of)

@@ -9,34 +9,39 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from .stage import (ArtefactError, RunLocked, RunLock, Stage, read_stage, current_process, save_json, load_json,
-                        jsonable, log, Interrupted, stop_on_signals, name_bytes, version_problems)
+                        jsonable, log, Interrupted, stop_on_signals, name_bytes, version_problems, torch_threads)
 from .config import (RunConfig, ConfigError, validate, resolve_config, parse_args, distill_parser, evaluate_parser, flag_of,
-                         digits_recipe, default_training, TrainConfig, resolve_train, EVALUATE_SECTIONS, SELECTIONS, model_source,
-                         FAMILIES, family_of_class)
+                         digits_recipe, default_training, TrainConfig, resolve_train, EVALUATE_SECTIONS, SELECTIONS, selection, T2I, model_source,
+                         too_few_images, FAMILIES, family_of_class)
 from .data import TargetDataset, list_imagefolder, list_run, listing_counts, count_images
 
 # %% auto #0
-__all__ = ['GENERATION_OFF', 'LIBS_RSS', 'stage_dirs', 'set_names', 'generated_names', 'data_record', 'upstream_of',
-           'check_class_sizes', 'check_class_agreement', 'run_log', 'torch_threads', 'timed', 'generation_config',
-           'distill_stages', 'distill', 'readable_train', 'list_distilled', 'run_sets', 'hard_recipe', 'evaluation_dir',
-           'evaluate', 'results_json', 'show_alignment', 'report_text', 'write_report', 'plan', 'recipe_text',
-           'coda_distill', 'coda_evaluate', 'run_cli', 'distill_cli', 'evaluate_cli']
+__all__ = ['GENERATION_OFF', 'LIBS_RSS', 'stage_dirs', 'selected', 'set_names', 'generated_names', 'data_record', 'upstream_of',
+           'check_class_sizes', 'check_class_agreement', 'run_log', 'timed', 'generation_config', 'distill_stages',
+           'distill', 'readable_train', 'list_distilled', 'run_sets', 'hard_recipe', 'evaluation_dir', 'evaluate',
+           'results_json', 'show_alignment', 'report_text', 'write_report', 'plan', 'recipe_text', 'coda_distill',
+           'coda_evaluate', 'run_cli', 'distill_cli', 'evaluate_cli']
 
 # %% ../nbs/08_distill.ipynb #b9618dc8
 def stage_dirs(out):
-    "The folder of each stage of a run in `out`."
+    "The folder of each stage of a run in `out`: one per registered selection method among them."
     out = Path(out)
-    return dict(data=out/'data', features=out/'features', core=out/'core', random=out/'random', kmeans=out/'kmeans',
-                generation=out/'generation', t2i=out/'t2i', evaluation=out/'evaluation', report=out/'report')
+    sel = {selection(m)['folder']: out/selection(m)['folder'] for m in SELECTIONS}
+    return dict(data=out/'data', features=out/'features', **sel, generation=out/'generation', **{T2I: out/T2I},
+                evaluation=out/'evaluation', report=out/'report')
+
+def selected(cfg: RunConfig):
+    "The selection methods of real images a run makes sets with: CoDA's core discovery, then the selections among its baselines."
+    return ['coda', *(b for b in cfg.baselines if b in SELECTIONS and selection(b)['baseline'])]
 
 def set_names(cfg: RunConfig):
     "Name -> discovery folder key of the sets a run selects: CoDA's core set and each selection baseline."
-    return {'coda_core': 'core', **{b: b for b in cfg.baselines if b in SELECTIONS}}
+    return {selection(m)['set_name']: selection(m)['folder'] for m in selected(cfg)}
 
 def generated_names(cfg: RunConfig):
     "Name -> stage folder key of the sets a run generates: `coda` (aligned) and, as a baseline, `t2i` (unguided); none without a model."
     if not cfg.generation.model: return {}
-    return {'coda': 'generation', **({'t2i': 't2i'} if 't2i' in cfg.baselines else {})}
+    return {'coda': 'generation', **({T2I: T2I} if T2I in cfg.baselines else {})}
 
 # %% ../nbs/08_distill.ipynb #5bc97cc9
 def data_record(cfg: RunConfig, ds: TargetDataset):
@@ -55,11 +60,8 @@ def upstream_of(*folders):
 # %% ../nbs/08_distill.ipynb #fbe80b92
 def check_class_sizes(ds: TargetDataset, cfg: RunConfig):
     "Refuse (ConfigError) classes with no more images than the IPC, unless `take_all`."
-    d = cfg.discovery
-    small = [f'{c.id} ({len(c.paths)})' for c in ds.classes if len(c.paths) <= d.ipc]
-    if small and not d.take_all:
-        raise ConfigError([f'{flag_of("discovery", "ipc")}: {d.ipc} images per class, but the class(es) {", ".join(small[:10])} '
-                           f'have no more images than that: lower --ipc, or pass --take-all to take all their images'])
+    few = too_few_images({c.id: len(c.paths) for c in ds.classes}, cfg.discovery.ipc, cfg.discovery.take_all)
+    if few: raise ConfigError([few])
 
 def check_class_agreement(train_ids, val_ids):
     "Refuse (ConfigError) a validation split whose classes are not the training split's (evaluation would fail after every other stage)."
@@ -92,15 +94,6 @@ def run_log(out, proc, stderr=False):
         log.setLevel(lvl)
 
 @contextlib.contextmanager
-def torch_threads(n):
-    "Run with `n` torch CPU threads (restored afterwards)."
-    import torch
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try: yield
-    finally: torch.set_num_threads(old)
-
-@contextlib.contextmanager
 def timed(name, timings):
     "Log how long stage `name` took and keep it in `timings` (timings go to `timings.json`, never into an artefact)."
     t = time.time(); log.info(f'{name}: start')
@@ -128,7 +121,7 @@ def _discovery(method, key):
 
 def generation_config(cfg: RunConfig, key):
     "The generation settings of the stage `key`: the run's for `generation`, the same with gamma 0 (unguided) for `t2i`."
-    return replace(cfg.generation, gamma=0.0) if key == 't2i' else cfg.generation
+    return replace(cfg.generation, gamma=0.0) if key == T2I else cfg.generation
 
 def _generation(key):
     def run(cfg, ds, dirs, proc, show, ctx):
@@ -146,7 +139,7 @@ def _generation(key):
 def distill_stages(cfg: RunConfig):
     "The stages `distill` runs for `cfg`, in order: (name, function(cfg, dataset, dirs, proc, show_progress, context))."
     stages = [('features', _features)]
-    stages += [(f'discovery ({m})', _discovery('coda' if m == 'coda_core' else m, k)) for m, k in set_names(cfg).items()]
+    stages += [(f"discovery ({selection(m)['set_name']})", _discovery(m, selection(m)['folder'])) for m in selected(cfg)]
     stages += [('generation' if m == 'coda' else f'generation ({m})', _generation(k)) for m, k in generated_names(cfg).items()]
     return stages
 
@@ -462,8 +455,7 @@ def plan(cfg: RunConfig):
         lines.append(f"data: {cfg.data.dataset}, {k} classes, {n:,} training images ({min(sizes)}-{nmax} a class), {sum(counts['val'].values()):,} validation images ({listed})")
         try: check_class_agreement(counts['train'], counts['val'])
         except ConfigError as e: problems += e.problems
-        small = [c for c, m in counts['train'].items() if m <= d.ipc]
-        if small and not d.take_all: problems.append(f'--ipc: {d.ipc} images per class, but {len(small)} class(es) have no more than that ({", ".join(small[:5])}): lower --ipc or pass --take-all')
+        if (few := too_few_images(counts['train'], d.ipc, d.take_all)): problems.append(few)
         shape = _feature_shape(cfg)
         dim = None if shape is None else shape[0] * shape[1] * shape[2]
         store = '? (the model is not local)' if dim is None else f'{_gb(n * dim * 2)} (float16, {dim:,} numbers an image)'
@@ -471,7 +463,7 @@ def plan(cfg: RunConfig):
                      + (f', then {k * d.ipc:,} encodes of the picks at full resolution' if cfg.features.discovery_resolution else ''))
         cls = None if dim is None else nmax * dim * 6 + nmax * nmax * 8   # a class: float16 features, float32 standardised copy, pair distances
         ram = '?' if dim is None else f'{_gb(LIBS_RSS + cls)} a worker process, {_gb(LIBS_RSS + 2 * cls)} for a single process, which overlaps two classes'
-        sel = [b for b in cfg.baselines if b in SELECTIONS]
+        sel = selected(cfg)[1:]
         lines.append(f'discovery: {k} classes x {1 + len(sel)} selections (CoDA, {", ".join(sel) or "no baseline"}); '
                      f'peak memory about {ram} (largest class {nmax}; estimate)')
         if g.model:

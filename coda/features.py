@@ -14,18 +14,18 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
-from .config import FeatureConfig, DTYPES, FAMILIES, family_of_class, flag_of, model_source
-from .data import TargetDataset, load_rgb
-from .stage import (Stage, Process, ArtefactError, current_process, read_stage, save_json, load_json, save_npy,
+from .config import FeatureConfig, DTYPES, FAMILIES, family_of_class, flag_of, model_source, encoder_of
+from .data import TargetDataset, load_rgb, split_dir
+from .stage import (Stage, Process, ArtefactError, current_process, run_device, read_stage, save_json, load_json, save_npy,
                         load_npy, progress, name_bytes)
 
 log = logging.getLogger('coda')
 
 # %% auto #0
-__all__ = ['log', 'Encoder', 'to_unit_range', 'PixelEncoder', 'hub_offline', 'hub_error', 'load_vae', 'vae_scale_factor',
-           'vae_config', 'model_family', 'default_resolution', 'VaeEncoder', 'resolve_encoder', 'store_config',
-           'make_encoder', 'encode_paths', 'image_ids', 'read_image', 'FeatureStore', 'load_feature_store',
-           'readable_dataset', 'build_feature_store']
+__all__ = ['log', 'Encoder', 'to_unit_range', 'PixelEncoder', 'torch_dtype', 'hub_offline', 'hub_error', 'load_vae',
+           'vae_scale_factor', 'vae_config', 'model_family', 'default_resolution', 'VaeEncoder', 'resolve_encoder',
+           'store_config', 'make_encoder', 'encode_paths', 'image_ids', 'read_image', 'FeatureStore',
+           'load_feature_store', 'readable_dataset', 'build_feature_store']
 
 # %% ../nbs/03_features.ipynb #ccf2b968
 class Encoder(Protocol):
@@ -46,11 +46,11 @@ class PixelEncoder:
     def __repr__(self): return f'PixelEncoder(size={self.size})'
 
 # %% ../nbs/03_features.ipynb #a0500581
-def _torch_dtype(name):
+def torch_dtype(name):
+    "The torch dtype of the precision `name`, one of `DTYPES` (torch names them alike)."
+    if name not in DTYPES: raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {name!r}")
     import torch
-    dt = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
-    if name not in dt: raise ValueError(f"dtype must be one of {list(dt)}, got {name!r}")
-    return dt[name]
+    return getattr(torch, name)
 
 def _vae_source(model, vae):
     if vae is None and model is None:
@@ -171,7 +171,7 @@ class VaeEncoder:
         self.resolution = int(resolution or default_resolution(model, vae))
         f = vae_scale_factor(self.vae)
         if self.resolution % f: raise ValueError(f'resolution {self.resolution} is not a multiple of the VAE scale factor {f}')
-        self.device, self.dtype, self.batch_size = torch.device(device), _torch_dtype(dtype), batch_size
+        self.device, self.dtype, self.batch_size = torch.device(device), torch_dtype(dtype), batch_size
         self._cast(self.dtype)
         self.shape = (self.vae.config.latent_channels, self.resolution // f, self.resolution // f)
 
@@ -206,9 +206,8 @@ class VaeEncoder:
 
 # %% ../nbs/03_features.ipynb #45c64ffb
 def resolve_encoder(cfg: FeatureConfig, model=None):
-    "The encoder `cfg` names, 'auto' resolved: 'vae' when there is a model or a VAE, else 'pixel'."
-    enc = cfg.encoder
-    if enc == 'auto': enc = 'vae' if (model or cfg.vae) else 'pixel'
+    "The encoder `cfg` names, 'auto' resolved (`encoder_of`), or ValueError for any other name."
+    enc = encoder_of(cfg, model)
     if enc not in ('vae', 'pixel'): raise ValueError(f"{flag_of('features', 'encoder')} must be auto, vae or pixel, got {cfg.encoder!r}")
     return enc
 
@@ -253,22 +252,12 @@ def encode_paths(encoder, paths, batch_size=32):
     return np.concatenate([encoder.encode(ims) for ims in _prefetched(chunks)])
 
 # %% ../nbs/03_features.ipynb #735c8740
-def _split_root(ds):
-    return Path(ds.root) if ds.split is None else Path(ds.root)/ds.split
-
 def image_ids(ds, cls):
     "Ids of a class's images: their paths relative to the split root, with '/'."
-    sr = _split_root(ds)
+    sr = split_dir(ds.root, ds.split)
     return [Path(p).relative_to(sr).as_posix() for p in cls.paths]
 
 def _ids_digest(ids): return hashlib.sha256(name_bytes('\n'.join(ids))).hexdigest()
-
-def _device(cfg, proc):
-    "cfg.device, else this process's own device, else the GPU if there is one."
-    if cfg.device: return cfg.device
-    if proc.device: return proc.device
-    import torch
-    return 'cuda' if torch.cuda.is_available() else 'cpu'
 
 def _checked(f, cls, ids):
     "`f` (n, C, H, W), the features of the images `ids`, as float16 rows, or a ValueError naming the class and its images whose features are not finite."
@@ -376,7 +365,7 @@ def readable_dataset(ds: TargetDataset, store: FeatureStore) -> TargetDataset:
     "`ds` without the images the feature store could not read (added to `ds.skipped`): what every later stage works on."
     sk = store.skipped
     if not sk: return ds
-    sr, classes, skipped = _split_root(ds), [], list(ds.skipped)
+    sr, classes, skipped = split_dir(ds.root, ds.split), [], list(ds.skipped)
     for c in ds.classes:
         gone = {i for i, _ in sk.get(c.id, [])}
         if gone:
@@ -406,7 +395,7 @@ def build_feature_store(ds: TargetDataset, out_dir, cfg: FeatureConfig, model=No
     if mine:
         t0, n = time.time(), sum(len(c.paths) for c in mine)
         encoder = make_encoder(replace(cfg, encoder=scfg['encoder']), model,
-                               device=_device(cfg, proc) if scfg['encoder'] == 'vae' else 'cpu')
+                               device=run_device(cfg.device, proc) if scfg['encoder'] == 'vae' else 'cpu')
         bar = iter(progress(range(n), desc=f'features (process {proc.rank})', show=show_progress and proc.is_main))
         ticks = lambda k: [next(bar, None) for _ in range(k)]
         for c in mine: _encode_class(st, ds, c, encoder, cfg.batch_size, ticks)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_stage.ipynb #55a02ddf
 from __future__ import annotations
-import functools, hashlib, importlib.metadata, json, logging, os, shutil, socket, sys, tempfile, threading, time
+import contextlib, functools, hashlib, importlib.metadata, json, logging, os, shutil, socket, sys, tempfile, threading, time
 from dataclasses import dataclass, asdict, is_dataclass
 from pathlib import Path
 
@@ -13,9 +13,9 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['log', 'STAGE_LIBRARIES', 'RECORD', 'LOCK', 'HEARTBEAT', 'STALE', 'name_bytes', 'shown', 'current_umask',
            'atomic_write', 'ArtefactError', 'jsonable', 'save_json', 'load_json', 'save_npy', 'load_npy', 'save_png',
-           'copy_file', 'file_digest', 'digest_problem', 'Process', 'shard', 'current_process', 'progress',
-           'config_diff', 'library_version', 'stage_versions', 'version_diff', 'Stage', 'read_stage',
-           'version_problems', 'RunLocked', 'RunLock', 'Interrupted', 'stop_on_signals', 'usable_cpus']
+           'copy_file', 'file_digest', 'digest_problem', 'Process', 'shard', 'current_process', 'run_device',
+           'torch_threads', 'progress', 'config_diff', 'library_version', 'stage_versions', 'version_diff', 'Stage',
+           'read_stage', 'version_problems', 'RunLocked', 'RunLock', 'Interrupted', 'stop_on_signals', 'usable_cpus']
 
 # %% ../nbs/00_stage.ipynb #08dbde3e
 log = logging.getLogger('coda')
@@ -151,6 +151,23 @@ def current_process():
     from accelerate import PartialState
     s = PartialState(cpu=not torch.cuda.is_available())
     return Process(s.process_index, s.num_processes, s)
+
+# %% ../nbs/00_stage.ipynb #cac88ae4
+def run_device(device=None, proc: Process = None) -> str:
+    "`device`, else the device of `proc` (a process of a multi-process run), else cuda when available, else cpu."
+    if device: return str(device)
+    if proc is not None and proc.device: return proc.device
+    import torch
+    return 'cuda' if torch.cuda.is_available() else 'cpu'
+
+@contextlib.contextmanager
+def torch_threads(n):
+    "Run with `n` torch CPU threads (None: unchanged), restoring the previous number afterwards."
+    import torch
+    old = torch.get_num_threads()
+    if n: torch.set_num_threads(n)
+    try: yield
+    finally: torch.set_num_threads(old)
 
 # %% ../nbs/00_stage.ipynb #5774da2c
 def _interactive():

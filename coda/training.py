@@ -29,21 +29,23 @@ with warnings.catch_warnings():   # importing fastai calls torch.jit.script, whi
     from fastai.optimizer import SGD, Adam
     from fastai.torch_core import set_seed
 
-from .config import TrainConfig, RunConfig, STUDENTS, digits_recipe, validate
+from .config import TrainConfig, RunConfig, STUDENTS, STUDENT_LIBRARIES, is_student, student_choices, digits_recipe, validate
 from .data import TargetDataset, ClassInfo, load_rgb
-from .stage import Stage, Process, current_process, atomic_write, save_json, load_json, jsonable, file_digest, progress, usable_cpus
+from .stage import (Stage, Process, current_process, atomic_write, save_json, load_json, jsonable, file_digest, progress, usable_cpus,
+                        run_device, torch_threads)
 
 log = logging.getLogger('coda')
 
 # %% auto #0
 __all__ = ['log', 'RESAMPLE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'PCA_EIGVAL', 'PCA_EIGVEC', 'WD_PARAMS', 'MIXED_PRECISION', 'FLAT',
-           'KEEP_WEIGHTS', 'instance_norm', 'ConvNet', 'BasicBlockAP', 'ResNetAP', 'make_student', 'n_params',
-           'load_images', 'normalize', 'rrc_boxes', 'crop_resize', 'jitter_params', 'color_jitter', 'shuffle_patches',
-           'pca_lighting', 'Augment', 'show_augmented', 'TensorImageLoader', 'set_ipc', 'eval_epochs', 'step_schedule',
+           'KEEP_WEIGHTS', 'instance_norm', 'ConvNet', 'BasicBlockAP', 'ResNetAP', 'convnet', 'resnetap10', 'resnet18',
+           'resnet18_small', 'torchvision_student', 'timm_student', 'make_student', 'n_params', 'load_images',
+           'normalize', 'rrc_boxes', 'crop_resize', 'jitter_params', 'color_jitter', 'shuffle_patches', 'pca_lighting',
+           'Augment', 'show_augmented', 'TensorImageLoader', 'set_ipc', 'eval_epochs', 'step_schedule',
            'half_cosine_schedule', 'load_state_dict_file', 'load_teacher', 'teacher_class_index', 'kd_loss',
            'SoftLabels', 'decays', 'set_weight_decay', 'has_running_stats', 'TrainModeForward', 'default_device',
-           'cpu_threads', 'predict', 'EvalAndLog', 'make_learner', 'alone', 'train_student', 'paired_difference',
-           'compare_to', 'add_comparisons', 'lrs', 'dd_ranking', 'loss_change', 'flattened', 'ranking', 'results_table',
+           'predict', 'EvalAndLog', 'make_learner', 'alone', 'train_student', 'paired_difference', 'compare_to',
+           'add_comparisons', 'lrs', 'dd_ranking', 'loss_change', 'flattened', 'ranking', 'results_table',
            'ranking_table', 'convergence_statement', 'noise_statement', 'plot_curves', 'plot_protocols', 'stage_config',
            'save_weights_dict', 'save_weights', 'summarise', 'n_workers', 'evaluate_sets']
 
@@ -97,20 +99,34 @@ class ResNetAP(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 # %% ../nbs/07_training.ipynb #f488be15
-def make_student(arch, n_classes, image_size, depth=3, width=128):
-    "A randomly initialised student: one of `STUDENTS`, or `torchvision:<name>` / `timm:<name>`."
+def convnet(n_classes, image_size, depth=3, width=128): return ConvNet(n_classes, image_size, depth, width)
+def resnetap10(n_classes, image_size, **_): return ResNetAP(n_classes, image_size, (1, 1, 1, 1))
+
+def resnet18(n_classes, image_size, **_):
     import torchvision
-    if arch == 'convnet': return ConvNet(n_classes, image_size, depth, width)
-    if arch == 'resnetap10': return ResNetAP(n_classes, image_size, (1, 1, 1, 1))
-    if arch in ('resnet18', 'resnet18_small'):
-        m = torchvision.models.resnet18(weights=None, num_classes=n_classes)
-        if arch == 'resnet18_small': m.conv1, m.maxpool = nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.Identity()
-        return m
-    if arch.startswith('torchvision:'): return torchvision.models.get_model(arch.split(':', 1)[1], weights=None, num_classes=n_classes)
-    if arch.startswith('timm:'):
-        import timm
-        return timm.create_model(arch.split(':', 1)[1], pretrained=False, num_classes=n_classes)
-    raise ValueError(f"unknown student arch {arch!r}; choose one of {', '.join(STUDENTS)}, 'torchvision:<name>' or 'timm:<name>'")
+    return torchvision.models.resnet18(weights=None, num_classes=n_classes)
+
+def resnet18_small(n_classes, image_size, **_):
+    m = resnet18(n_classes, image_size)
+    m.conv1, m.maxpool = nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.Identity()
+    return m
+
+# %% ../nbs/07_training.ipynb #d94b0ee0
+def torchvision_student(name, n_classes):
+    import torchvision
+    return torchvision.models.get_model(name, weights=None, num_classes=n_classes)
+
+def timm_student(name, n_classes):
+    import timm
+    return timm.create_model(name, pretrained=False, num_classes=n_classes)
+
+# %% ../nbs/07_training.ipynb #72ba2e26
+def make_student(arch, n_classes, image_size, depth=3, width=128):
+    "A randomly initialised student `arch`: a name registered in `STUDENTS`, or `<library>:<name>` of a `STUDENT_LIBRARIES` library."
+    if not is_student(arch): raise ValueError(f'unknown student arch {arch!r}; choose one of {student_choices()}')
+    if arch in STUDENTS: return STUDENTS.get(arch)(n_classes, image_size, depth=depth, width=width)
+    lib, _, name = arch.partition(':')
+    return STUDENT_LIBRARIES.get(lib)(name, n_classes)
 
 def n_params(m):
     "Number of parameters of a module."
@@ -386,18 +402,10 @@ class TrainModeForward(Callback):
 
 # %% ../nbs/07_training.ipynb #c9326376
 def default_device(device=None, proc: Process = None):
-    "`device`, else the device of `proc` (a process of a multi-process run), else cuda when available, else cpu."
-    return torch.device(device or (proc.device if proc is not None else None) or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    "`run_device` as a `torch.device`."
+    return torch.device(run_device(device, proc))
 
-@contextlib.contextmanager
-def cpu_threads(n):
-    "Run with `n` torch CPU threads (None: unchanged), restoring the previous number afterwards."
-    old = torch.get_num_threads()
-    if n: torch.set_num_threads(n)
-    try: yield
-    finally: torch.set_num_threads(old)
-
-_threads = cpu_threads   # the functions below take an argument of that name
+_threads = torch_threads   # the functions below take an argument named `cpu_threads`
 
 @torch.no_grad()
 def predict(model, x, bs=500):
@@ -695,6 +703,33 @@ def summarise(runs, cfg: TrainConfig, ipc, config=None) -> dict:
                       f'best, mean ± std with ddof=1 over the seeds'),
                 config=config if config is not None else stage_config(cfg))
 
+# %% ../nbs/07_training.ipynb #aee69f7a
+def _student_entries(cfg: TrainConfig):
+    "(name, builder, metadata) of the registered students `cfg` trains (its arch, a teacher), for a fresh worker; None if a builder cannot go there."
+    import pickle
+    out = []
+    for a in sorted({cfg.arch, cfg.teacher} & set(STUDENTS)):
+        b = STUDENTS.get(a)
+        if getattr(b, '__module__', '__main__') == '__main__': return None   # a fresh process has another main module
+        try: pickle.dumps(b)   # sent by reference: an importable module's function
+        except Exception: return None
+        out.append((a, b, STUDENTS.meta(a)))
+    return out
+
+def _training_workers(cfg: TrainConfig, dev, n_items, cpu_threads, proc):
+    "(students trained at once, what the workers register): `n_workers`, or 1 when a registered student cannot reach a worker."
+    w, entries = n_workers(cfg, dev, n_items, cpu_threads, proc), _student_entries(cfg)
+    if w > 1 and entries is None:
+        log.info(f'evaluation: one student at a time, in this process: a fresh worker process cannot build {cfg.arch!r} or the teacher '
+                 f'{cfg.teacher!r}, registered from the main script or notebook (register it from an importable module to train {w} at once)')
+        w = 1
+    return w, entries
+
+def _register_students(entries):
+    "A worker's start: register the students of the run it does not have."
+    for name, b, meta in entries or ():
+        if name not in STUDENTS: STUDENTS.register(name, b, **meta)
+
 # %% ../nbs/07_training.ipynb #45083c1c
 def n_workers(cfg: TrainConfig, dev, n_items, cpu_threads=1, proc: Process = None):
     "How many students a process trains at once: 1 on a GPU, else `cfg.workers` or its share of the cores (`cpu_threads` each), at most `n_items`."
@@ -731,7 +766,7 @@ def evaluate_sets(sets: dict, val_ds: TargetDataset, cfg: TrainConfig, out_dir, 
     pairs = [(name, item) for name in sets for item in seeds]
     mine = [(name, item) for name, item in proc.shard(pairs) if not stages[name].done(item)]   # split first, then skip what is done
     dev = default_device(cfg.device, proc)
-    w = n_workers(cfg, dev, len(mine), cpu_threads, proc)
+    w, entries = _training_workers(cfg, dev, len(mine), cpu_threads, proc)
     vr = next(iter(rcfg.values())).val_resize   # the protocol's resolved validation resize (the same for every set)
     if mine: val = load_images(val_ds, cfg.image_size, cfg.image_size * vr, cfg.resample)
     data = {}
@@ -758,7 +793,7 @@ def evaluate_sets(sets: dict, val_ds: TargetDataset, cfg: TrainConfig, out_dir, 
         from concurrent.futures import ProcessPoolExecutor, as_completed
         import coda.training as ct   # the workers import the job from the installed module (not from wherever this code runs)
         order = sorted(mine, key=lambda k: -_cost(rcfg[k[0]], len(images(k[0])[0])))
-        with ProcessPoolExecutor(w, mp_context=multiprocessing.get_context('spawn')) as ex:
+        with ProcessPoolExecutor(w, mp_context=multiprocessing.get_context('spawn'), initializer=ct._register_students, initargs=(entries,)) as ex:
             futs = {ex.submit(ct._train_job, *job(*k)): k for k in order}
             try:
                 for f in progress(as_completed(futs), total=len(futs), desc=desc, show=show_progress): done(*futs[f], f.result())
