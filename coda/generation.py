@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .config import GenerationConfig, ConfigError, flag_of, _generation_problems, model_source, generation_batch_size
+from .config import GenerationConfig, ConfigError, model_weight_problems, flag_of, _generation_problems, model_source, generation_batch_size
 from .stage import Stage, Process, current_process, save_png, jsonable, progress, ArtefactError
 from .guidance import coda_guidance, check_guidable, paper_scheduler, SUPPORTED_PIPELINES, _class_names
 
@@ -64,6 +64,7 @@ def _loading_bars():
 
 def _load(cls, name, what, **kw):
     p = Path(str(name)).expanduser()
+    if probs := model_weight_problems(name, f'the {what}', kw.get('subfolder')): raise OSError('; '.join(probs))   # before any file is opened
     if p.exists():
         if not p.is_dir(): raise NotADirectoryError(f'the {what} {name} is a file; pass a diffusers folder (with model_index.json or config.json)')
         try: return cls.from_pretrained(str(p), use_safetensors=True, **kw)
