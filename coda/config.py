@@ -567,8 +567,8 @@ def local_model_folder(ref, subfolder=None):
     return p/subfolder if subfolder else p
 
 # %% ../nbs/01_config.ipynb #2ec01210
-def _weights_problem(folder, cached):
-    "None where the model component `folder` has .safetensors weights coda can load, else what is wrong with them."
+def _weights_problem(folder):
+    "None unless the model component `folder` has weights coda would refuse (pickle only, or a shard missing): what is wrong with them."
     names = {f.name for f in folder.iterdir()}
     for stem in WEIGHT_NAMES:
         if f'{stem}.safetensors' in names: return None
@@ -581,7 +581,7 @@ def _weights_problem(folder, cached):
     pickles = sorted(n for n in names if n.endswith(PICKLE_WEIGHTS))
     if pickles: return (f'has only pickle weights ({", ".join(pickles[:3])}): coda loads only .safetensors weights and never '
                         'opens a pickle file, which can run code when it is opened')
-    return None if cached else 'has no .safetensors weights (diffusion_pytorch_model.safetensors or model.safetensors)'
+    return None   # no weights at all: nothing to refuse here (a hub id's copy gets them when the run loads it)
 
 def model_weight_problems(ref, flag='--model', subfolder=None):
     "Every component of the model `ref` whose weights coda would refuse, each as '<flag>: ...'; [] where `ref` is not on this machine."
@@ -599,7 +599,7 @@ def model_weight_problems(ref, flag='--model', subfolder=None):
            if cached else 'save it again with save_pretrained(folder, safe_serialization=True) where you trust its files, or use a copy with .safetensors weights')
     out = []
     for name, f in parts:
-        if (m := _weights_problem(f, cached)) is None: continue
+        if (m := _weights_problem(f)) is None: continue
         what = f'the component {name} ({f})' if name else str(f)
         out.append(f'{flag}: {what} {m}; {fix}')
     return out

@@ -8,7 +8,7 @@ import contextlib, hashlib, logging, sys, time
 from dataclasses import fields, replace
 from pathlib import Path
 
-from .stage import (ArtefactError, RunLocked, RunLock, Stage, read_stage, current_process, save_json, load_json,
+from .stage import (ArtefactError, RunLocked, RunLock, Stage, read_stage, run_versions, install_command, current_process, save_json, load_json,
                         jsonable, log, Interrupted, stop_on_signals, name_bytes, version_problems)
 from .config import (RunConfig, ConfigError, validate, resolve_config, parse_args, distill_parser, evaluate_parser, flag_of,
                          digits_recipe, default_training, TrainConfig, resolve_train, EVALUATE_SECTIONS, SELECTIONS, model_source)
@@ -458,7 +458,13 @@ def plan(cfg: RunConfig):
     for name, folder in stage_dirs(cfg.out).items():
         if folder.exists(): lines.append(f'  {name}: {_done_in(folder)}')
     if not Path(cfg.out).exists(): lines.append('  new')
+    else: lines.append(f'  its environment: {_environment(cfg.out)}')
     return lines, problems
+
+def _environment(out):
+    "The install line of the library versions the run's stages were made with, or why there is none."
+    try: return install_command(run_versions(out))
+    except (ArtefactError, OSError) as e: return str(e)
 
 def _plan_training(cfg, k, ipc, nmax):
     "The plan of the evaluation: sets, trainings and their epochs."
