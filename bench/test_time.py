@@ -93,6 +93,8 @@ def cells_mode(a):
             if l.startswith('CELL\t'):
                 _, i, s, fl, first = l.split('\t', 4); rows.append((float(s), fn.relative_to(ROOT), int(i), fl, first))
         print(f'  {str(fn.relative_to(ROOT)):42s} {dt:7.1f} s  {"ok" if ok else "FAILED"}  (load {before} -> {load()})', flush=True)
+        mine = sorted((r for r in rows if r[1] == fn.relative_to(ROOT)), reverse=True)[:3]
+        print('      longest: ' + '; '.join(f'#{i} {s:.1f} s' for s, _, i, _, _ in mine), flush=True)
     print(f'total {total:.1f} s serially; with nbdev_test\'s workers the wall time is about total / workers')
     print(f'\nthe {a.top} longest cells (seconds, notebook, cell number, flags, first line):')
     for s, fn, i, fl, first in sorted(rows, reverse=True)[:a.top]: print(f'  {s:7.1f}  {str(fn):40s} #{i:<3d} {fl or "-":6s} {first}')
