@@ -12,15 +12,16 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['FAMILIES', 'DTYPES', 'DATASETS', 'STUDENTS', 'STUDENT_LIBRARIES', 'SELECTIONS', 'T2I', 'BASELINES', 'BUNDLED_MODELS',
-           'SECTIONS', 'PREFIX', 'DIGITS_SOFT', 'DEFAULT_SCALE', 'RESOLVED', 'DISTILL_SWITCHES', 'EVALUATE_SECTIONS',
-           'EXPORT_SETS', 'Registry', 'family_of_class', 'is_student', 'student_choices', 'selection', 'baselines',
-           'bundled_model_dir', 'model_source', 'generation_batch_size', 'DataConfig', 'FeatureConfig',
-           'DiscoveryConfig', 'GenerationConfig', 'TrainConfig', 'RunConfig', 'flag_table', 'flag_of', 'parse_value',
-           'field_help', 'make_parser', 'ConfigError', 'config_from_dict', 'load_config', 'expand_env', 'recipes_dir',
-           'list_recipes', 'find_config', 'default_training', 'digits_recipe', 'set_field', 'config_from_args',
-           'parse_args', 'ipc_epochs', 'resolve_train', 'unresolved', 'encoder_of', 'too_few_images', 'resolve_config',
-           'check_config', 'validate', 'distill_parser', 'evaluate_parser', 'ExportConfig', 'export_parser',
-           'parse_export']
+           'SECTIONS', 'PREFIX', 'DIGITS_SOFT', 'DEFAULT_SCALE', 'RESOLVED', 'WEIGHT_NAMES', 'PICKLE_WEIGHTS',
+           'DISTILL_SWITCHES', 'EVALUATE_SECTIONS', 'EXPORT_SETS', 'Registry', 'family_of_class', 'is_student',
+           'student_choices', 'selection', 'baselines', 'bundled_model_dir', 'model_source', 'generation_batch_size',
+           'DataConfig', 'FeatureConfig', 'DiscoveryConfig', 'GenerationConfig', 'TrainConfig', 'RunConfig',
+           'flag_table', 'flag_of', 'parse_value', 'field_help', 'make_parser', 'ConfigError', 'config_from_dict',
+           'load_config', 'expand_env', 'recipes_dir', 'list_recipes', 'find_config', 'default_training',
+           'digits_recipe', 'set_field', 'config_from_args', 'parse_args', 'ipc_epochs', 'resolve_train', 'unresolved',
+           'encoder_of', 'too_few_images', 'resolve_config', 'local_model_folder', 'model_weight_problems',
+           'checkpoint_problem', 'weight_file_problems', 'check_config', 'validate', 'distill_parser',
+           'evaluate_parser', 'ExportConfig', 'export_parser', 'parse_export']
 
 # %% ../nbs/01_config.ipynb #da9d659e
 class Registry:
@@ -683,8 +684,92 @@ def _training_problems(t: TrainConfig):
         if t.teacher == 'full':
             if t.teacher_checkpoint: p.append(('teacher_checkpoint', "must be none with --teacher full (the teacher is the run's own full-split student)"))
         elif not t.teacher_checkpoint: p.append(('teacher_checkpoint', "is needed by the soft-label protocol (the teacher's weights file)"))
-        elif not Path(t.teacher_checkpoint).is_file(): p.append(('teacher_checkpoint', f'{t.teacher_checkpoint} is not a file'))
+        elif (m := checkpoint_problem(t.teacher_checkpoint)): p.append(('teacher_checkpoint', m))
     return p
+
+# %% ../nbs/01_config.ipynb #7ffac521
+WEIGHT_NAMES = ('diffusion_pytorch_model', 'model')   # a component's weight file, before .safetensors (diffusers, transformers)
+PICKLE_WEIGHTS = ('.bin', '.pt', '.pth', '.ckpt', '.pkl', '.bin.index.json')   # weights coda never opens: unpickling can run code
+
+def local_model_folder(ref, subfolder=None):
+    "The folder on this machine holding the model `ref` (a folder, `coda:<name>`, or a hub id's copy in the Hugging Face cache), or None."
+    if not ref: return None
+    try: p = Path(str(model_source(ref))).expanduser()
+    except ValueError: return None   # coda:<name> that does not ship with coda: validation names it
+    if not p.is_dir():
+        if str(ref).startswith(('/', '.', '~')) or str(ref).count('/') != 1: return None
+        try: from huggingface_hub import try_to_load_from_cache
+        except ImportError: return None
+        hits = [h for m in ('model_index.json', 'config.json') if isinstance(h := try_to_load_from_cache(str(ref), m), str)]
+        if not hits: return None
+        p = Path(hits[0]).parent
+    return p/subfolder if subfolder else p
+
+# %% ../nbs/01_config.ipynb #2ec01210
+def _weights_problem(folder):
+    "None unless the model component `folder` has weights coda would refuse (pickle only, or a shard missing): what is wrong with them."
+    names = {f.name for f in folder.iterdir()}
+    for stem in WEIGHT_NAMES:
+        if f'{stem}.safetensors' in names: return None
+        idx = folder/f'{stem}.safetensors.index.json'
+        if idx.is_file():
+            try: shards = sorted(set(json.loads(idx.read_text())['weight_map'].values()))
+            except (ValueError, KeyError, TypeError, AttributeError) as e: return f'has a shard index {idx.name} that cannot be read ({e!r})'
+            missing = [s for s in shards if s not in names]
+            return f'lacks {len(missing)} shard(s) its index {idx.name} lists ({", ".join(missing[:3])})' if missing else None
+    pickles = sorted(n for n in names if n.endswith(PICKLE_WEIGHTS))
+    if pickles: return (f'has only pickle weights ({", ".join(pickles[:3])}): coda loads only .safetensors weights and never '
+                        'opens a pickle file, which can run code when it is opened')
+    return None   # no weights at all: nothing to refuse here (a hub id's copy gets them when the run loads it)
+
+def model_weight_problems(ref, flag='--model', subfolder=None):
+    "Every component of the model `ref` whose weights coda would refuse, each as '<flag>: ...'; [] where `ref` is not on this machine."
+    folder = local_model_folder(ref, subfolder)
+    if folder is None or not folder.is_dir(): return []
+    cached = not Path(str(model_source(ref))).expanduser().is_dir()   # a hub id's copy in the Hugging Face cache
+    index = folder/'model_index.json'
+    if index.is_file():
+        try: comps = json.loads(index.read_text())
+        except ValueError as e: return [f'{flag}: {index} is not valid JSON ({e})']
+        parts = [(n, folder/n) for n, v in comps.items() if isinstance(v, list) and v[:1] != [None] and (folder/n/'config.json').is_file()]
+    elif (folder/'config.json').is_file(): parts = [(None, folder)]
+    else: return []   # not a model folder: the loader (and --plan) say so
+    fix = (f'download its .safetensors files (hf download {ref} --include "*.safetensors" "*.json") or pass a local folder that has them'
+           if cached else 'save it again with save_pretrained(folder, safe_serialization=True) where you trust its files, or use a copy with .safetensors weights')
+    out = []
+    for name, f in parts:
+        if (m := _weights_problem(f)) is None: continue
+        what = f'the component {name} ({f})' if name else str(f)
+        out.append(f'{flag}: {what} {m}; {fix}')
+    return out
+
+# %% ../nbs/01_config.ipynb #0bc87696
+def checkpoint_problem(path):
+    "None where `path` is a weights file coda can read (a .safetensors file or a torch checkpoint), else what is wrong; only its first bytes are read."
+    p = Path(str(path)).expanduser()
+    fix = 'save the teacher\'s weights (e.g. torchvision resnet18 ImageNet weights) to a local .safetensors file and pass its path'
+    if not p.is_file(): return f'{path} is not a file; coda never downloads weights: {fix}'
+    try:
+        size = p.stat().st_size
+        with open(p, 'rb') as f:
+            head = f.read(8)
+            if p.suffix == '.safetensors':
+                n = int.from_bytes(head, 'little') if len(head) == 8 else 0
+                ok = 2 <= n <= size - 8 and isinstance(json.loads(f.read(n)), dict)
+                return None if ok else f'{path} is not a readable .safetensors file (its header is damaged or it is another format): {fix}'
+    except (ValueError, UnicodeDecodeError): return f'{path} is not a readable .safetensors file (its header is not JSON): {fix}'
+    except OSError as e: return f'{path} cannot be read ({e.strerror or e}): check its permissions'
+    if head[:4] == b'PK\x03\x04' or head[:1] == b'\x80': return None   # torch.save's zip archive, or its older pickle format (read with weights_only)
+    return f'{path} is neither a .safetensors file nor a torch checkpoint (torch.save): {fix}'
+
+# %% ../nbs/01_config.ipynb #6be43ccc
+def weight_file_problems(cfg: RunConfig, sections=tuple(SECTIONS)):
+    "The weight problems of every model the (resolved) run `cfg` will load in `sections`: its model, refiner and VAEs."
+    g, f = cfg.generation, cfg.features
+    refs = [(flag_of('generation', n), getattr(g, n)) for n in ('model', 'refiner', 'vae')] if 'generation' in sections else []
+    if 'features' in sections and f.encoder == 'vae': refs.append((flag_of('features', 'vae'), f.vae) if f.vae else ('--model', g.model))
+    refs = [r for r in dict.fromkeys(refs) if isinstance(r[1], str) and r[1] and '${' not in r[1]]
+    return [m for flag, ref in refs for m in model_weight_problems(ref, flag)]
 
 # %% ../nbs/01_config.ipynb #ade7e069
 def check_config(cfg: RunConfig, sections=tuple(SECTIONS)):
@@ -700,6 +785,7 @@ def check_config(cfg: RunConfig, sections=tuple(SECTIONS)):
     run = _check_fields(cfg, dict(cpu_threads=(_pos, 'must be >= 1'),
                                   baselines=(lambda v: all(b in baselines() for b in v), f"must be among {', '.join(baselines())} (or none)")))
     out += [f'{flag_of(None, n)}: {msg}' for n, msg in run]
+    out += weight_file_problems(cfg, sections)
     t = cfg.training
     if 'training' in sections and t is not None and t.protocol == 'soft' and t.teacher == 'full' and not cfg.full:
         out.append("--teacher: full needs the run's full-split students: drop --no-full")

@@ -8,7 +8,7 @@ import contextlib, hashlib, logging, re, sys, time
 from dataclasses import fields, replace
 from pathlib import Path
 
-from .stage import (ArtefactError, RunLocked, RunLock, Stage, read_stage, current_process, save_json, load_json,
+from .stage import (ArtefactError, RunLocked, RunLock, Stage, read_stage, run_versions, install_command, current_process, save_json, load_json,
                         jsonable, log, Interrupted, stop_on_signals, name_bytes, version_problems, torch_threads)
 from .config import (RunConfig, ConfigError, validate, resolve_config, parse_args, distill_parser, evaluate_parser, flag_of,
                          digits_recipe, default_training, TrainConfig, resolve_train, EVALUATE_SECTIONS, SELECTIONS, selection, T2I, model_source,
@@ -483,6 +483,7 @@ def plan(cfg: RunConfig):
     for name, folder in stage_dirs(cfg.out).items():
         if folder.exists(): lines.append(f'  {name}: {_done_in(folder)}')
     if not Path(cfg.out).exists(): lines.append('  new')
+    else: lines.append(f'  its environment: {_environment(cfg.out)}')
     return lines, problems
 
 def recipe_text(t: TrainConfig) -> str:
@@ -497,6 +498,12 @@ def recipe_text(t: TrainConfig) -> str:
             + (f', KD T {t.temperature:g} (teacher {t.teacher})' if t.protocol == 'soft' else '')
             + f', extra forward {"yes" if t.extra_forward else "no"}; val Resize({vr}) + CenterCrop({t.image_size}) (val_resize {t.val_resize:.4g}), '
             f'every {t.eval_every} epochs from {t.eval_from:.0%}; {seeds}')
+
+
+def _environment(out):
+    "The install line of the library versions the run's stages were made with, or why there is none."
+    try: return install_command(run_versions(out))
+    except (ArtefactError, OSError) as e: return str(e)
 
 def _plan_training(cfg, k, ipc, nmax):
     "The plan of the evaluation: each evaluated set and the resolved recipe its students train with (`resolve_train`)."

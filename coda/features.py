@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
-from .config import FeatureConfig, DTYPES, FAMILIES, family_of_class, flag_of, model_source, encoder_of
+from .config import FeatureConfig, DTYPES, FAMILIES, family_of_class, flag_of, model_source, encoder_of, model_weight_problems
 from .data import TargetDataset, load_rgb, split_dir
 from .stage import (Stage, Process, ArtefactError, current_process, run_device, read_stage, save_json, load_json, save_npy,
                         load_npy, progress, name_bytes)
@@ -99,6 +99,7 @@ def _loading_bars():
 
 def _load(cls, name, what, **kw):
     p = Path(str(name)).expanduser()
+    if probs := model_weight_problems(name, f'the {what}', kw.get('subfolder')): raise OSError('; '.join(probs))   # before any file is opened
     if p.exists():
         if not p.is_dir(): raise NotADirectoryError(f'the {what} {name} is a file; pass a diffusers folder (with model_index.json or config.json)')
         try: return cls.from_pretrained(str(p), use_safetensors=True, **kw)

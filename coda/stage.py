@@ -15,7 +15,8 @@ __all__ = ['log', 'STAGE_LIBRARIES', 'RECORD', 'LOCK', 'HEARTBEAT', 'STALE', 'na
            'atomic_write', 'ArtefactError', 'jsonable', 'save_json', 'load_json', 'save_npy', 'load_npy', 'save_png',
            'copy_file', 'file_digest', 'digest_problem', 'Process', 'shard', 'current_process', 'run_device',
            'torch_threads', 'progress', 'config_diff', 'library_version', 'stage_versions', 'version_diff', 'Stage',
-           'read_stage', 'version_problems', 'RunLocked', 'RunLock', 'Interrupted', 'stop_on_signals', 'usable_cpus']
+           'read_stage', 'version_problems', 'run_versions', 'install_command', 'RunLocked', 'RunLock', 'Interrupted',
+           'stop_on_signals', 'usable_cpus']
 
 # %% ../nbs/00_stage.ipynb #08dbde3e
 log = logging.getLogger('coda')
@@ -413,6 +414,25 @@ def version_problems(folder):
     "What differs between the library versions that made the stage in `folder` and the installed ones, one line each ([] if nothing, or no record); nothing is written."
     r = Stage(folder, None, None).record()
     return [] if r is None else Stage(folder, r['stage'], None).version_problems(r)
+
+# %% ../nbs/00_stage.ipynb #e8f71b5b
+def run_versions(folder):
+    "Library -> version recorded by every stage under the run folder `folder` (coda's own included); ArtefactError where stages disagree."
+    seen = {}   # library -> version -> the stage folders that recorded it
+    for rec in sorted(Path(folder).rglob(RECORD)):
+        r = load_json(rec)
+        for lib, v in ((r or {}).get('versions') or {}).items():
+            seen.setdefault(lib, {}).setdefault(v, []).append(str(rec.parent.relative_to(folder)) or '.')
+    odd = {lib: vs for lib, vs in seen.items() if len(vs) > 1}
+    if odd: raise ArtefactError(f'the stages in {folder} were made in different environments, which no single one remakes: ' + '; '.join(
+        f"{lib} " + ' vs '.join(f"{v} ({', '.join(fs[:3])})" for v, fs in vs.items()) for lib, vs in sorted(odd.items())))
+    return {lib: next(iter(vs)) for lib, vs in sorted(seen.items(), key=lambda kv: kv[0].lower())}
+
+def install_command(versions):
+    "The `pip install` line that installs the library `versions` (library -> version) exactly, coda's own version as a comment."
+    libs = [f'{lib}=={v}' for lib, v in versions.items() if lib != 'coda' and v is not None]
+    line = 'pip install ' + ' '.join(libs) if libs else '# no stage records: nothing to install'
+    return line + (f"   # and coda {versions['coda']}" if versions.get('coda') else '')
 
 # %% ../nbs/00_stage.ipynb #2f2f7abe
 LOCK = 'coda.lock'

@@ -29,7 +29,7 @@ with warnings.catch_warnings():   # importing fastai calls torch.jit.script, whi
     from fastai.optimizer import SGD, Adam
     from fastai.torch_core import set_seed
 
-from .config import TrainConfig, RunConfig, STUDENTS, STUDENT_LIBRARIES, is_student, student_choices, digits_recipe, validate
+from .config import TrainConfig, RunConfig, STUDENTS, STUDENT_LIBRARIES, is_student, student_choices, digits_recipe, validate, checkpoint_problem
 from .data import TargetDataset, ClassInfo, load_rgb
 from .stage import (Stage, Process, current_process, atomic_write, save_json, load_json, jsonable, file_digest, progress, usable_cpus,
                         run_device, torch_threads)
@@ -313,9 +313,7 @@ def half_cosine_schedule(lr, epochs):
 def load_state_dict_file(path):
     "Weights from a `.safetensors` file or a torch checkpoint (`weights_only=True`), unwrapped."
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f'teacher checkpoint {path} does not exist; coda never downloads weights: '
-                                'save the teacher (e.g. torchvision resnet18 ImageNet weights) to a local file and pass its path')
+    if m := checkpoint_problem(path): raise (ValueError if path.is_file() else FileNotFoundError)(f'teacher checkpoint: {m}')
     if path.suffix == '.safetensors':
         from safetensors.torch import load_file
         sd = load_file(str(path))
