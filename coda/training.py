@@ -688,7 +688,7 @@ def summarise(runs, cfg: TrainConfig, ipc, config=None) -> dict:
     t, b = np.array([r['top1'] for r in runs]), np.array([r['best'] for r in runs])
     n_ev = len(runs[0]['eval_epochs'])
     lc = [loss_change(r.get('fit_loss', [])) for r in runs]
-    ref_std = float(b.std(ddof=1)) if len(b) > 1 else 0.0   # the published code: sample std (ddof=1) of the per-seed best
+    ref_std = float(b.std(ddof=1)) if len(b) > 1 else 0.0   # sample std (ddof=1) of the per-seed best; `best_std` is np.std's (ddof=0), the figure the published code logs
     return dict(top1_mean=float(t.mean()), top1_std=float(t.std()), best_mean=float(b.mean()), best_std=float(b.std()),
                 reference_mean=float(b.mean()), reference_std=ref_std,
                 top1_per_seed=t.tolist(), best_per_seed=b.tolist(), best_epochs=[r['best_epoch'] for r in runs],
@@ -698,7 +698,7 @@ def summarise(runs, cfg: TrainConfig, ipc, config=None) -> dict:
                 fit_loss=[r.get('fit_loss', []) for r in runs], loss_change=lc, converged=[flattened(r) for r in runs],
                 note=(f'top1 = val top-1 after the last epoch ({cfg.epochs}); best = max over the {n_ev} val evaluations per seed'
                       f'; mean ± population std over {len(runs)} seeds; reference = the published code\'s number: '
-                      f'best, mean ± std with ddof=1 over the seeds'),
+                      f'best, mean ± sample std (ddof=1) over the seeds; the published code logs np.std (ddof=0): best_mean ± best_std'),
                 config=config if config is not None else stage_config(cfg))
 
 # %% ../nbs/07_training.ipynb #aee69f7a
