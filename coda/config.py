@@ -13,15 +13,15 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['FAMILIES', 'DTYPES', 'DATASETS', 'STUDENTS', 'STUDENT_LIBRARIES', 'SELECTIONS', 'T2I', 'BASELINES', 'BUNDLED_MODELS',
            'SECTIONS', 'PREFIX', 'DIGITS_SOFT', 'DEFAULT_SCALE', 'RESOLVED', 'WEIGHT_NAMES', 'PICKLE_WEIGHTS',
-           'DISTILL_SWITCHES', 'EVALUATE_SECTIONS', 'EXPORT_SETS', 'Registry', 'family_of_class', 'is_student',
-           'student_choices', 'selection', 'baselines', 'bundled_model_dir', 'model_source', 'generation_batch_size',
-           'DataConfig', 'FeatureConfig', 'DiscoveryConfig', 'GenerationConfig', 'TrainConfig', 'RunConfig',
-           'flag_table', 'flag_of', 'parse_value', 'field_help', 'make_parser', 'ConfigError', 'config_from_dict',
-           'load_config', 'expand_env', 'recipes_dir', 'list_recipes', 'find_config', 'default_training',
-           'digits_recipe', 'set_field', 'config_from_args', 'parse_args', 'ipc_epochs', 'resolve_train', 'unresolved',
-           'encoder_of', 'too_few_images', 'resolve_config', 'local_model_folder', 'model_weight_problems',
-           'checkpoint_problem', 'weight_file_problems', 'check_config', 'validate', 'distill_parser',
-           'evaluate_parser', 'ExportConfig', 'export_parser', 'parse_export']
+           'DISTILL_SWITCHES', 'EVALUATE_SECTIONS', 'Registry', 'family_of_class', 'is_student', 'student_choices',
+           'selection', 'baselines', 'bundled_model_dir', 'model_source', 'generation_batch_size', 'DataConfig',
+           'FeatureConfig', 'DiscoveryConfig', 'GenerationConfig', 'TrainConfig', 'RunConfig', 'flag_table', 'flag_of',
+           'parse_value', 'field_help', 'make_parser', 'ConfigError', 'config_from_dict', 'load_config', 'expand_env',
+           'recipes_dir', 'list_recipes', 'find_config', 'default_training', 'digits_recipe', 'set_field',
+           'config_from_args', 'parse_args', 'ipc_epochs', 'resolve_train', 'unresolved', 'encoder_of',
+           'too_few_images', 'resolve_config', 'local_model_folder', 'model_weight_problems', 'checkpoint_problem',
+           'weight_file_problems', 'check_config', 'validate', 'distill_parser', 'evaluate_parser', 'export_sets',
+           'ExportConfig', 'export_parser', 'parse_export']
 
 # %% ../nbs/01_config.ipynb #da9d659e
 class Registry:
@@ -824,7 +824,9 @@ def evaluate_parser():
     return p
 
 # %% ../nbs/01_config.ipynb #a7b8c9d0
-EXPORT_SETS = ('coda', 't2i', 'coda_core') + SELECTIONS   # the sets a run can hold, in the results table's order
+def export_sets():
+    "The sets a run can hold, in the results table's order: the generated ones, then one per registered selection method."
+    return ('coda', T2I, *(selection(n)['set_name'] for n in SELECTIONS))
 
 @dataclass
 class ExportConfig:
@@ -855,7 +857,7 @@ def parse_export(argv) -> ExportConfig:
         v = args[f.name]
         try: cfg = replace(cfg, **{f.name: v if not isinstance(v, str) else parse_value(v, types[f.name], f.default)})
         except ValueError as e: bad.append(f'--{f.name}: {e}')
-    unknown = [s for s in cfg.sets if s not in EXPORT_SETS]
-    if unknown: bad.append(f"--sets: {', '.join(unknown)} is no set a run holds; choose among {', '.join(EXPORT_SETS)}")
+    unknown = [s for s in cfg.sets if s not in export_sets()]
+    if unknown: bad.append(f"--sets: {', '.join(unknown)} is no set a run holds; choose among {', '.join(export_sets())}")
     if bad: raise ConfigError(bad)
     return cfg

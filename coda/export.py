@@ -8,7 +8,7 @@ import json, os, shutil, sys
 from dataclasses import replace
 from pathlib import Path
 
-from .config import ExportConfig, EXPORT_SETS, ConfigError, RunConfig, config_from_dict, resolve_config, parse_export
+from .config import ExportConfig, export_sets, ConfigError, RunConfig, config_from_dict, resolve_config, parse_export
 from .stage import RunLock, current_process, read_stage, load_json, save_json, atomic_write, jsonable
 from .distill import stage_dirs, generated_names, set_names, upstream_of, run_cli
 
@@ -30,7 +30,7 @@ def run_set_folders(cfg: RunConfig) -> dict:
     dirs = stage_dirs(cfg.out)
     have = {n: (dirs[k], 'generation') for n, k in generated_names(cfg).items()}
     have.update({n: (dirs[k], 'discovery') for n, k in set_names(cfg).items()})
-    return {n: have[n] for n in EXPORT_SETS if n in have}
+    return {n: have[n] for n in export_sets() if n in have}
 
 # %% ../nbs/11_export.ipynb #c9d84266
 def _why_missing(name):
