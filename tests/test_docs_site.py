@@ -146,8 +146,9 @@ def nb_title(path):
         if d.get('title'): return d['title']
 
 def site_notebooks(NBS=NBS):
-    "The notebooks that must be pages: index.ipynb, every numbered stage notebook, and the tutorials."
-    nbs = [NBS/'index.ipynb'] + sorted(NBS.glob('[0-9][0-9]_*.ipynb')) + sorted(NBS.glob('tutorials/*.ipynb'))
+    "The notebooks that must be pages: index.ipynb, every numbered stage notebook, the other guides (extending), and the tutorials."
+    guides = [p for p in sorted(NBS.glob('[a-z]*.ipynb')) if p.name != 'index.ipynb']
+    nbs = [NBS/'index.ipynb'] + sorted(NBS.glob('[0-9][0-9]_*.ipynb')) + guides + sorted(NBS.glob('tutorials/*.ipynb'))
     return [p for p in nbs if p.exists() or p.name == 'index.ipynb']
 
 def declared_stages():
