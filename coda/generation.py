@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .config import GenerationConfig, ConfigError, model_weight_problems, flag_of, _generation_problems, model_source, generation_batch_size
+from .config import GenerationConfig, ConfigError, flag_of, _generation_problems, model_source, generation_batch_size
 from .stage import Stage, Process, current_process, save_png, jsonable, progress, ArtefactError
 from .features import _from_pretrained, _is_local, hub_offline
 from .guidance import coda_guidance, check_guidable, family_of, paper_scheduler, SDXLAdapter
