@@ -239,7 +239,8 @@ def _list_classes(sr, ids, prompts, imagenet_idx=None, verify=False, workers=8):
         bad = {p: r for p, r in zip(allf, reasons) if r}
         if bad:
             for p, r in bad.items(): log.info(f'skipped unreadable image {shown(p)}: {r}')
-            warnings.warn(f'skipped {len(bad)} unreadable image(s) under {shown(sr)} (each is named, with why, under "skipped" in the data stage\'s listing, e.g. data/val.json)')
+            first = '; '.join(f'{shown(p.relative_to(sr))} ({r})' for p, r in list(bad.items())[:3]) + ('; ...' if len(bad) > 3 else '')
+            warnings.warn(f'skipped {len(bad)} unreadable image(s) under {shown(sr)}: {first} (all are named, with why, under "skipped" in the data stage\'s listing, e.g. data/val.json)')
             skipped = [(str(p), r) for p, r in bad.items()]
             files = {c: [p for p in fs if p not in bad] for c, fs in files.items()}
     empty = [c for c in ids if not files[c]]
