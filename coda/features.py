@@ -16,7 +16,7 @@ from PIL import Image
 
 from .config import FeatureConfig, DTYPES, FAMILIES, family_of_class, flag_of, model_source, encoder_of, model_weight_problems
 from .data import TargetDataset, load_rgb, split_dir
-from .stage import (Stage, Process, ArtefactError, current_process, run_device, read_stage, save_json, load_json, save_npy,
+from .stage import (Stage, Process, ArtefactError, current_process, run_device, read_stage, save_json, load_json, save_npy, shown,
                         load_npy, progress, name_bytes)
 
 log = logging.getLogger('coda')
@@ -294,7 +294,7 @@ def _encode_batch(encoder, cls, ids, paths, got, dim):
     ok = [k for k, (im, _) in enumerate(got) if im is not None]
     skipped = [[ids[k], why] for k, (im, why) in enumerate(got) if im is None]
     for k, (im, why) in enumerate(got):
-        if im is None: log.warning(f'features: skipped unreadable image {paths[k]} (class {cls.id}): {why}')
+        if im is None: log.warning(f'features: skipped unreadable image {shown(paths[k])} (class {shown(cls.id)}): {shown(why)}')
     if not ok: return np.zeros((0, dim), np.float16), skipped
     return _checked(encoder.encode([got[k][0] for k in ok]), cls, [ids[k] for k in ok]), skipped
 
