@@ -213,6 +213,7 @@ def child(arch, args):
         base_peak = {}
         def note_base_peak(m, a): base_peak.setdefault('gb', peak_rss_gb())   # runs before the swap: the base's own peak
         refiner.unet.register_forward_pre_hook(note_base_peak, prepend=True)
+    if block_steps: block_steps.clear()   # the blocks of the single-image run below only
     try:
         s, calls, rcalls, rows = one_run(pipe, refiner, args, device, dtype, steps, 1, de)
         status = f"checks passed ({sum(r['guided'] for r in rows)} guided step(s), x̂0 pull = formula)"
