@@ -415,11 +415,12 @@ def _records(stage, items):
 def _build_share(stage, mine, build, desc, show, size):
     "Run `build(mine)` and record each item it yields as finished, with one progress report over the share."
     units = (lambda k: size(k)) if size else (lambda k: 1)
-    bar, want = iter(progress(range(sum(map(units, mine))), desc=desc, show=show)), set(mine)
+    bar, given, want = iter(progress(range(sum(map(units, mine))), desc=desc, show=show)), set(mine), set(mine)
     gen = build(mine)
     try:
         for b in gen:
-            if b.item not in want: raise ValueError(f'{desc or "build"}: yielded {b.item!r}, which is not one of the items it was given')
+            if b.item not in want:
+                raise ValueError(f'{desc or "build"}: yielded {b.item!r} ' + ('twice' if b.item in given else 'which is not one of the items it was given'))
             st, item = _at(stage, b.item)
             st.finish_item(item, b.files, **b.meta)
             want.discard(b.item)
