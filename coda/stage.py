@@ -406,6 +406,11 @@ def _at(stage, key):
     name, item = key
     return stage[name], item
 
+def _done(stage, key):
+    "Is the item `key` finished with intact files? (`Stage.done`: a damaged one is dropped, to be built again.)"
+    st, item = _at(stage, key)
+    return st.done(item)
+
 def _records(stage, items):
     "Item -> its record (None where it is not finished); with a dict of stages, stage name -> that."
     if not isinstance(stage, dict): return {i: stage.item(i) for i in items}
@@ -414,7 +419,7 @@ def _records(stage, items):
 # %% ../nbs/00_stage.ipynb #d7a1c003
 def _build_share(stage, mine, build, desc, show, size):
     "Run `build(mine)` and record each item it yields as finished, with one progress report over the share."
-    units = (lambda k: size(k)) if size else (lambda k: 1)
+    units = size or (lambda k: 1)
     bar, given, want = iter(progress(range(sum(map(units, mine))), desc=desc, show=show)), set(mine), set(mine)
     gen = build(mine)
     try:
@@ -445,7 +450,7 @@ def run_items(stage, items, build, proc: Process = None, desc='', show=True, siz
     finished stage records; `size(item)` its units of progress (default 1). `stage` may be a dict name -> Stage, `items` then `(name, item)`
     pairs, `summary` gets and gives one entry per stage, and the records come back by name."""
     proc, items = proc or Process(), list(items)
-    mine = [k for k in proc.shard(items) if not _at(stage, k)[0].done(_at(stage, k)[1])]   # by position, then minus what is done
+    mine = [k for k in proc.shard(items) if not _done(stage, k)]   # by position, then minus what is done
     if mine: _build_share(stage, mine, build, desc, show, size)
     proc.barrier()
     if proc.is_main: _finish_if_done(stage, items, summary)
