@@ -274,7 +274,7 @@ class RunConfig:
 SECTIONS = dict(data=DataConfig, features=FeatureConfig, discovery=DiscoveryConfig, generation=GenerationConfig, training=TrainConfig)
 
 # %% ../nbs/01_config.ipynb #f50239ca
-PREFIX = dict(data='data', features='feature', discovery='discovery', generation='generation', training='training')
+PREFIX = dict(features='feature')   # the flag prefix of a section, where it is not the section's name (--feature-dtype)
 
 def _run_fields(): return [f for f in fields(RunConfig) if f.name not in SECTIONS]
 
@@ -287,7 +287,7 @@ def flag_table(sections=tuple(SECTIONS), run_fields=True):
     out = {}
     for s, n in names:
         if s is not None and s not in sections: continue
-        flag = n if count[n] == 1 or s is None else f'{PREFIX[s]}_{n}'
+        flag = n if count[n] == 1 or s is None else f'{PREFIX.get(s, s)}_{n}'
         out[flag.replace('_', '-')] = (s, n)
     return out
 
@@ -687,6 +687,18 @@ def _training_problems(t: TrainConfig):
         elif (m := checkpoint_problem(t.teacher_checkpoint)): p.append(('teacher_checkpoint', m))
     return p
 
+# %% ../nbs/01_config.ipynb #c0de0102
+@patch
+def problems(self: DataConfig, run: RunConfig): return _data_problems(self)
+@patch
+def problems(self: FeatureConfig, run: RunConfig): return _feature_problems(self, run.generation.model)
+@patch
+def problems(self: DiscoveryConfig, run: RunConfig): return _discovery_problems(self)
+@patch
+def problems(self: GenerationConfig, run: RunConfig): return _generation_problems(self)
+@patch
+def problems(self: TrainConfig, run: RunConfig): return _training_problems(self)
+
 # %% ../nbs/01_config.ipynb #7ffac521
 WEIGHT_NAMES = ('diffusion_pytorch_model', 'model')   # a component's weight file, before .safetensors (diffusers, transformers)
 PICKLE_WEIGHTS = ('.bin', '.pt', '.pth', '.ckpt', '.pkl', '.bin.index.json')   # weights coda never opens: unpickling can run code
@@ -774,14 +786,12 @@ def weight_file_problems(cfg: RunConfig, sections=tuple(SECTIONS)):
 # %% ../nbs/01_config.ipynb #ade7e069
 def check_config(cfg: RunConfig, sections=tuple(SECTIONS)):
     "Every problem of the (resolved) run config `cfg`, each as '--<flag>: what is wrong'."
-    per = dict(data=lambda: _data_problems(cfg.data), features=lambda: _feature_problems(cfg.features, cfg.generation.model),
-               discovery=lambda: _discovery_problems(cfg.discovery), generation=lambda: _generation_problems(cfg.generation),
-               training=lambda: _training_problems(cfg.training or default_training(cfg.data.dataset)))
     unset = {(s, f.name): m[1] for s in sections if getattr(cfg, s) is not None for f in fields(SECTIONS[s])
              if isinstance(v := getattr(getattr(cfg, s), f.name), str) and (m := _ENV.search(v))}
     out = [f'{flag_of(s, n)}: the config reads it from the environment variable {var}, which is not set: set it, or pass {flag_of(s, n)}'
            for (s, n), var in unset.items()]
-    out += [f'{flag_of(s, n)}: {msg}' for s in sections for n, msg in per[s]() if (s, n) not in unset]
+    section = lambda s: getattr(cfg, s) or default_training(cfg.data.dataset)   # only the training section may be None: the dataset's default
+    out += [f'{flag_of(s, n)}: {msg}' for s in sections for n, msg in section(s).problems(cfg) if (s, n) not in unset]
     run = _check_fields(cfg, dict(cpu_threads=(_pos, 'must be >= 1'),
                                   baselines=(lambda v: all(b in baselines() for b in v), f"must be among {', '.join(baselines())} (or none)")))
     out += [f'{flag_of(None, n)}: {msg}' for n, msg in run]

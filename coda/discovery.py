@@ -15,7 +15,7 @@ import numpy as np
 from .config import DiscoveryConfig, flag_of, SELECTIONS, selection, too_few_images
 from .data import TargetDataset, list_imagefolder
 from .stage import (Stage, Process, ArtefactError, current_process, read_stage, save_json, load_json, save_npy,
-                        load_npy, copy_file, progress, usable_cpus, run_device)
+                        load_npy, copy_file, usable_cpus, run_device, run_items, Built)
 from .features import FeatureStore, load_feature_store, VaeEncoder, encode_paths, image_ids
 
 log = logging.getLogger('coda')
@@ -634,7 +634,7 @@ def _pipelined(folder, items, cfg: dict, threads, how=None):
 
 # %% ../nbs/04_discovery.ipynb #6f172afc
 def _write_class(st, cls, ids, res, mp, store, cfg, latents_of):
-    "Write a class's set R images, latents, map and JSON, then finish it as an item."
+    "Write a class's set R images, latents, map and JSON; returns it as a `Built` item."
     idx, cid, files = res['indices'], cls.id, []
     shutil.rmtree(st.path('images')/cid, ignore_errors=True)   # what a killed attempt may have left
     names = []
@@ -648,7 +648,7 @@ def _write_class(st, cls, ids, res, mp, store, cfg, latents_of):
     if mp is not None: save_npy(st.path(f'{cid}.map.npy'), mp); files.append(f'{cid}.map.npy')
     save_json(st.path(f'{cid}.json'), dict(class_id=cid, class_index=cls.index, prompt=cls.prompt, method=cfg['method'],
                                            ipc=cfg['ipc'], image_ids=[ids[i] for i in idx], images=names, **res))
-    st.finish_item(cid, [f'{cid}.json'] + files, n=len(idx))
+    return Built(cid, [f'{cid}.json'] + files, dict(n=len(idx)))
 
 def _latents(store, model, device):
     "cls, rows -> the rows' latents, float32 (k, C, H, W): from the store, or encoded again at full resolution (cheap discovery features)."
@@ -714,10 +714,9 @@ def build_core_set(store_dir, ds: TargetDataset, out_dir, cfg: DiscoveryConfig, 
     if upstream is None: upstream = dict(features=dict(stage='features', config=store.config, upstream=store.upstream))
     st = Stage(out_dir, 'discovery', scfg, upstream).open(overwrite, proc)
     byid = {c.id: c for c in ds.classes}
-    mine = [cid for cid in proc.shard(ds.class_ids) if not st.done(cid)]   # by position in the whole list
-    t0, n_jobs = time.time(), 0
-    if mine:
-        n_jobs, threads = _workers(cfg.n_jobs, len(mine))
+    share = dict(rank=proc.rank, n=0, seconds=0.0, jobs=0)   # what this process did, logged by the main process
+    def build(mine):
+        t0, (n_jobs, threads) = time.time(), _workers(cfg.n_jobs, len(mine))
         latents_of = _latents(store, model, proc.device)
         from coda.discovery import _select   # the workers import it from the module
         how = _method(method)   # the builder itself goes to the workers: a method registered in user code is not in theirs
@@ -725,18 +724,18 @@ def build_core_set(store_dir, ds: TargetDataset, out_dir, cfg: DiscoveryConfig, 
         if n_jobs > 1: results = Parallel(n_jobs=n_jobs, return_as='generator')(jobs)
         elif threads > 1 and how[1]: results = _pipelined(store.folder, [(cid, byid[cid].index) for cid in mine], scfg, threads, how)
         else: results = (j[0](*j[1], **j[2]) for j in jobs)
-        for cid, res, mp, cost in progress(results, total=len(mine), desc=f'discovery ({method})', show=show_progress and proc.is_main):
-            _write_class(st, byid[cid], store.image_ids(cid), res, mp, store, scfg, latents_of)
+        for cid, res, mp, cost in results:
+            built = _write_class(st, byid[cid], store.image_ids(cid), res, mp, store, scfg, latents_of)
             for note in res['notes']: log.info(f'class {cid}: {note}')
             log.info(f"discovery ({method}): class {cid}: {cost['seconds']:.1f} s, worker peak RSS {cost['peak_rss_mb']:.0f} MB",
                      extra=dict(class_id=cid, **cost))
-    for s in _gathered(proc, dict(rank=proc.rank, n=len(mine), seconds=time.time() - t0, jobs=n_jobs)):   # the main process logs all
+            yield built
+        share.update(n=len(mine), seconds=time.time() - t0, jobs=n_jobs)
+    r = run_items(st, ds.class_ids, build, proc, desc=f'discovery ({method})', show=show_progress and proc.is_main,
+                  summary=lambda recs: dict(n_selected=sum(x['n'] for x in recs.values())))
+    for s in _gathered(proc, share):   # a collective: every process calls it, the main one logs them all
         if s['n']: log.info(f"discovery ({method}): process {s['rank']} picked {s['n']} classes in {s['seconds']:.0f} s with {s['jobs']} worker(s)")
-    proc.barrier()
-    if proc.is_main and all(st.item(c) is not None for c in ds.class_ids):
-        st.finish(ds.class_ids, n_selected=sum(st.item(c)['n'] for c in ds.class_ids))
-    proc.barrier()
-    return st.record()
+    return r
 
 # %% ../nbs/04_discovery.ipynb #5632c02b
 class CoreClass(NamedTuple):

@@ -5,30 +5,51 @@
 # %% ../nbs/08_distill.ipynb #6180f64e
 from __future__ import annotations
 import contextlib, hashlib, logging, re, sys, time
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 from .stage import (ArtefactError, RunLocked, RunLock, Stage, read_stage, run_versions, install_command, current_process, save_json, load_json,
                         jsonable, log, Interrupted, stop_on_signals, name_bytes, version_problems, torch_threads)
 from .config import (RunConfig, ConfigError, validate, resolve_config, parse_args, distill_parser, evaluate_parser, flag_of,
                          digits_recipe, default_training, TrainConfig, resolve_train, EVALUATE_SECTIONS, SELECTIONS, selection, T2I, model_source,
-                         too_few_images, FAMILIES, family_of_class)
+                         too_few_images, FAMILIES, family_of_class, Registry, SECTIONS)
 from .data import TargetDataset, list_imagefolder, list_run, listing_counts, count_images
 
 # %% auto #0
-__all__ = ['GENERATION_OFF', 'LIBS_RSS', 'stage_dirs', 'selected', 'set_names', 'generated_names', 'data_record', 'upstream_of',
-           'check_class_sizes', 'check_class_agreement', 'run_log', 'timed', 'generation_config', 'distill_stages',
-           'distill', 'readable_train', 'list_distilled', 'run_sets', 'hard_recipe', 'evaluation_dir', 'evaluate',
-           'results_json', 'show_alignment', 'report_text', 'write_report', 'plan', 'recipe_text', 'coda_distill',
-           'coda_evaluate', 'run_cli', 'distill_cli', 'evaluate_cli']
+__all__ = ['STAGES', 'GENERATION_OFF', 'LIBS_RSS', 'RunStage', 'Handed', 'run_stages', 'stage_dirs', 'selected', 'set_names',
+           'generated_names', 'data_record', 'upstream_of', 'check_class_sizes', 'check_class_agreement', 'run_log',
+           'timed', 'generation_config', 'distill_stages', 'distill', 'readable_train', 'Listing', 'list_distilled',
+           'run_sets', 'hard_recipe', 'evaluation_dir', 'evaluate', 'results_json', 'show_alignment', 'report_text',
+           'write_report', 'plan', 'recipe_text', 'coda_distill', 'coda_evaluate', 'run_cli', 'distill_cli',
+           'evaluate_cli']
 
 # %% ../nbs/08_distill.ipynb #b9618dc8
+@dataclass(frozen=True)
+class RunStage:
+    "One stage folder of a run: its name (in the log, `timings.json` and the plan), its folder in the run, and how `distill` builds it."
+    name: str
+    folder: str
+    build: Callable | None = None   # build(cfg, handed, dirs, proc, show_progress); None: made outside distill's loop (the listing, the evaluation, the report)
+
+@dataclass
+class Handed:
+    "What a stage of `distill` hands the next in memory, beside its folder on disk."
+    ds: TargetDataset      # the training split, less the images the features stage could not read once it has run
+    store: object = None   # the FeatureStore the features stage opened (and so checked): discovery does not hash it again
+    pipe: object = None    # the text-to-image pipeline, loaded by the first generation stage for the next
+
+STAGES = Registry('stage')   # kind -> stages(cfg) -> [RunStage] (cfg None: every stage folder a run may have); meta: section (the settings
+                             # it reads), plan(cfg, listing) -> its lines, figures(cfg, dirs) -> {file: figure}, rewritten (a folder of no record)
+
+# %% ../nbs/08_distill.ipynb #e8d1a002
+def run_stages(cfg: RunConfig | None = None):
+    "(kind, RunStage) of each stage of a run of `cfg`, in order, as `STAGES` declares them; `cfg` None: every stage folder a run may have."
+    return [(kind, s) for kind in STAGES for s in STAGES.get(kind)(cfg)]
+
 def stage_dirs(out):
-    "The folder of each stage of a run in `out`: one per registered selection method among them."
-    out = Path(out)
-    sel = {selection(m)['folder']: out/selection(m)['folder'] for m in SELECTIONS}
-    return dict(data=out/'data', features=out/'features', **sel, generation=out/'generation', **{T2I: out/T2I},
-                evaluation=out/'evaluation', report=out/'report')
+    "The folder of each stage a run in `out` may have, as `STAGES` declares them: one per registered selection method among them."
+    return {s.folder: Path(out)/s.folder for _, s in run_stages()}
 
 def selected(cfg: RunConfig):
     "The selection methods of real images a run makes sets with: CoDA's core discovery, then the selections among its baselines."
@@ -103,18 +124,17 @@ def timed(name, timings):
 # %% ../nbs/08_distill.ipynb #042c6b62
 GENERATION_OFF = 'not run: no text-to-image model given; pass --model <local folder or hub id> to generate'
 
-def _features(cfg, ds, dirs, proc, show, ctx):
-    from coda.features import build_feature_store
-    from coda.features import readable_dataset
-    ctx['store'] = build_feature_store(ds, dirs['features'], cfg.features, model=cfg.generation.model,
-                                       upstream=dict(data=data_record(cfg, ds)), overwrite=cfg.overwrite, proc=proc, show_progress=show)
-    if ctx['store'] is not None: ctx['ds'] = readable_dataset(ds, ctx['store'])   # later stages leave out what it could not read
+def _features(cfg, handed: Handed, dirs, proc, show):
+    from coda.features import build_feature_store, readable_dataset
+    handed.store = build_feature_store(handed.ds, dirs['features'], cfg.features, model=cfg.generation.model,
+                                       upstream=dict(data=data_record(cfg, handed.ds)), overwrite=cfg.overwrite, proc=proc, show_progress=show)
+    if handed.store is not None: handed.ds = readable_dataset(handed.ds, handed.store)   # later stages leave out what it could not read
 
 def _discovery(method, key):
-    def run(cfg, ds, dirs, proc, show, ctx):
+    def run(cfg, handed: Handed, dirs, proc, show):
         from coda.discovery import build_core_set
         # the feature store the features stage returned, checked once (hashing a store of ImageNet-1K reads ~170 GB)
-        return build_core_set(ctx.get('store') or dirs['features'], ds, dirs[key], cfg.discovery, method=method,
+        return build_core_set(handed.store or dirs['features'], handed.ds, dirs[key], cfg.discovery, method=method,
                               model=cfg.generation.model, upstream=upstream_of(dirs['features']), overwrite=cfg.overwrite,
                               proc=proc, show_progress=show)
     return run
@@ -124,33 +144,29 @@ def generation_config(cfg: RunConfig, key):
     return replace(cfg.generation, gamma=0.0) if key == T2I else cfg.generation
 
 def _generation(key):
-    def run(cfg, ds, dirs, proc, show, ctx):
+    def run(cfg, handed: Handed, dirs, proc, show):
         from coda.generation import load_pipeline, load_refiner, generate
         from coda.discovery import load_core_set
         g = generation_config(cfg, key)
-        if 'pipe' not in ctx: ctx['pipe'] = load_pipeline(g, proc=proc)   # loaded once for both generated sets
-        pipe = ctx['pipe']
-        refiner = load_refiner(g, pipe) if g.refiner else None
+        if handed.pipe is None: handed.pipe = load_pipeline(g, proc=proc)   # loaded once for both generated sets
+        refiner = load_refiner(g, handed.pipe) if g.refiner else None
         targets = [(c.class_id, c.class_index, c.prompt, c.latents) for c in load_core_set(dirs['core'])]
-        return generate(pipe, targets, dirs[key], g, refiner=refiner, upstream=upstream_of(dirs['core']),
+        return generate(handed.pipe, targets, dirs[key], g, refiner=refiner, upstream=upstream_of(dirs['core']),
                         overwrite=cfg.overwrite, proc=proc, show_progress=show)
     return run
 
 def distill_stages(cfg: RunConfig):
-    "The stages `distill` runs for `cfg`, in order: (name, function(cfg, dataset, dirs, proc, show_progress, context))."
-    stages = [('features', _features)]
-    stages += [(f"discovery ({selection(m)['set_name']})", _discovery(m, selection(m)['folder'])) for m in selected(cfg)]
-    stages += [('generation' if m == 'coda' else f'generation ({m})', _generation(k)) for m, k in generated_names(cfg).items()]
-    return stages
+    "The stages `distill` runs for `cfg`, in order: (name, build(cfg, handed, dirs, proc, show_progress))."
+    return [(s.name, s.build) for _, s in run_stages(cfg) if s.build is not None]
 
 # %% ../nbs/08_distill.ipynb #2d79d2cc
 def _run_stages(cfg, ds, dirs, proc, show_progress, timings):
     "Run the stages of `cfg` on the listed dataset `ds`, in order, keeping their times in `timings`."
     out = Path(cfg.out)
     if proc.is_main: log.info(f'dataset: {ds}; {proc.world} process(es)')
-    ctx = {}   # what a stage hands to the next in memory: the opened feature store, the dataset without its unreadable images
-    for name, run in distill_stages(cfg):
-        with timed(name, timings): run(cfg, ctx.get('ds', ds), dirs, proc, show_progress, ctx)
+    handed = Handed(ds)   # what a stage hands to the next in memory
+    for name, build in distill_stages(cfg):
+        with timed(name, timings): build(cfg, handed, dirs, proc, show_progress)
     if not cfg.generation.model and proc.is_main: log.info(f'generation: {GENERATION_OFF}')
     if proc.is_main:
         save_json(out/'config.json', _saved_config(cfg))   # the run's settings, read by coda_evaluate
@@ -179,6 +195,98 @@ def _saved_config(cfg):
     "The config as saved in the run folder: without the folder's own path, so that a copied or moved run stays the same."
     d = jsonable(cfg); d.pop('out'); d.pop('overwrite')
     return d
+
+# %% ../nbs/08_distill.ipynb #e8d1a005
+class Listing(NamedTuple):
+    "What the plan knows of the dataset: images per class of each split, and how it was counted."
+    train: dict
+    val: dict
+    how: str
+
+def _plan_data(cfg, c: Listing):
+    sizes = list(c.train.values())
+    return [f"data: {cfg.data.dataset}, {len(sizes)} classes, {sum(sizes):,} training images ({min(sizes)}-{max(sizes)} a class), "
+            f"{sum(c.val.values()):,} validation images ({c.how})"]
+
+def _feature_dim(cfg):
+    shape = _feature_shape(cfg)
+    return None if shape is None else shape[0] * shape[1] * shape[2]
+
+def _plan_features(cfg, c: Listing):
+    k, n, dim, d = len(c.train), sum(c.train.values()), _feature_dim(cfg), cfg.discovery
+    store = '? (the model is not local)' if dim is None else f'{_gb(n * dim * 2)} (float16, {dim:,} numbers an image)'
+    return [f'features: {n:,} {cfg.features.encoder} encodes, feature store {store}'
+            + (f', then {k * d.ipc:,} encodes of the picks at full resolution' if cfg.features.discovery_resolution else '')]
+
+def _plan_discovery(cfg, c: Listing):
+    k, nmax, dim = len(c.train), max(c.train.values()), _feature_dim(cfg)
+    cls = None if dim is None else nmax * dim * 6 + nmax * nmax * 8   # a class: float16 features, float32 standardised copy, pair distances
+    ram = '?' if dim is None else f'{_gb(LIBS_RSS + cls)} a worker process, {_gb(LIBS_RSS + 2 * cls)} for a single process, which overlaps two classes'
+    sel = selected(cfg)[1:]
+    return [f'discovery: {k} classes x {1 + len(sel)} selections (CoDA, {", ".join(sel) or "no baseline"}); '
+            f'peak memory about {ram} (largest class {nmax}; estimate)']
+
+def _plan_generation(cfg, c: Listing):
+    g = cfg.generation
+    if not g.model: return [f'generation: {GENERATION_OFF}']
+    imgs = len(c.train) * cfg.discovery.ipc * len(generated_names(cfg))
+    idx = _local_json(g.model, 'model_index.json')
+    fam = family_of_class(idx.get('_class_name')) if idx and isinstance(idx.get('_class_name'), str) else None
+    meta = FAMILIES.meta(fam) if fam else {}
+    cfgx = 2 if g.guidance_scale > 1 and meta.get('cfg_batch', True) else 1   # FLUX.1: guidance-distilled, one call a step
+    base = int(g.num_inference_steps * g.denoising_end + 0.5)
+    calls = f"{meta.get('denoiser', 'unet').replace('unet', 'UNet')} calls"
+    return [f'generation: {imgs:,} images ({" and ".join(generated_names(cfg))}); {calls}: {imgs:,} x {base} steps x {cfgx} (CFG) = {imgs * base * cfgx:,} base'
+            + (f' + {imgs * (g.num_inference_steps - base) * cfgx:,} refiner' if g.refiner else '')]
+
+def _plan_training(cfg, c: Listing):
+    "The plan of the evaluation: each evaluated set and the resolved recipe its students train with (`resolve_train`)."
+    k, ipc, nmax = len(c.train), cfg.discovery.ipc, max(c.train.values())
+    sets = [*generated_names(cfg), *set_names(cfg)]
+    t = cfg.training
+    out = [f'evaluation: {len(sets)} distilled set(s){" + the full training split" if cfg.full else ""}, {t.protocol}-label, '
+           f'{t.arch} at {t.image_size} px; the students\' recipes:']
+    if sets: out.append(f'  {", ".join(sets)} (IPC {ipc}): {recipe_text(resolve_train(t, ipc, k))}')
+    if cfg.full: out.append(f'  full (IPC {nmax}, its largest class): {recipe_text(resolve_train(t, nmax, k))}')
+    return out
+
+# %% ../nbs/08_distill.ipynb #e8d1a006
+def _discovery_figures(cfg: RunConfig, dirs):
+    "The core set's figures: the map of its first class, and its images."
+    from coda.discovery import plot_class_map, show_core_set
+    cid, figs = read_stage(dirs['core'], 'discovery').items[0], {}
+    ax = plot_class_map(dirs['core'], cid)
+    if ax is not None: figs[f'map_class_{cid}.png'] = ax.figure
+    figs['core_images.png'] = show_core_set(dirs['core'])
+    return figs
+
+def _generation_figures(cfg: RunConfig, dirs):
+    "The generated images, and each representative beside its generated images (none without a model)."
+    from coda.data import show_dataset
+    if not cfg.generation.model: return {}
+    g, k = list_imagefolder(dirs['generation']), min(cfg.discovery.ipc, 10)
+    return {'generated_images.png': show_dataset(g, n=k, figsize=(k * 0.7, len(g.classes) * 0.8)),
+            'alignment.png': show_alignment(dirs['core'], {n: dirs[key] for n, key in reversed(generated_names(cfg).items())})}
+
+# %% ../nbs/08_distill.ipynb #e8d1a004
+def _one(name, build=None):
+    "The stages of a kind with one folder, named as it."
+    return lambda cfg: [RunStage(name, name, build)]
+
+def _discovery_stages(cfg):
+    methods = list(SELECTIONS) if cfg is None else selected(cfg)
+    return [RunStage(f"discovery ({selection(m)['set_name']})", selection(m)['folder'], _discovery(m, selection(m)['folder'])) for m in methods]
+
+def _generation_stages(cfg):
+    names = {'coda': 'generation', T2I: T2I} if cfg is None else generated_names(cfg)
+    return [RunStage('generation' if m == 'coda' else f'generation ({m})', k, _generation(k)) for m, k in names.items()]
+
+STAGES.register('data', _one('data'), section='data', plan=_plan_data)   # listed before the loop (`list_run`): every stage reads it
+STAGES.register('features', _one('features', _features), section='features', plan=_plan_features)
+STAGES.register('discovery', _discovery_stages, section='discovery', plan=_plan_discovery, figures=_discovery_figures)
+STAGES.register('generation', _generation_stages, section='generation', plan=_plan_generation, figures=_generation_figures)
+STAGES.register('evaluation', _one('evaluation'), section='training', plan=_plan_training)   # made by `evaluate`
+STAGES.register('report', _one('report'), rewritten='written again after the evaluation')   # written by `write_report`
 
 # %% ../nbs/08_distill.ipynb #3a2e3caf
 _NUMBERED = re.compile(r'\d{5}')   # a numbered class folder: the class's index in five digits (RDED, DD-Ranking, coda_export)
@@ -282,23 +390,14 @@ def results_json(res, cfg: RunConfig):
     return dict(r, generation='run' if cfg.generation.model else GENERATION_OFF, config=_saved_config(cfg))
 
 def _figures(cfg: RunConfig, res):
-    "The report's figures: training curves, hard vs soft labels, the first class's map, the chosen and the generated images."
+    "The report's figures: the results' (training curves, hard vs soft labels), then each stage's as `STAGES` declares them."
     from coda.training import plot_curves, plot_protocols
-    from coda.discovery import plot_class_map, show_core_set
-    from coda.data import show_dataset
     dirs, figs = stage_dirs(cfg.out), {}
     ax = plot_curves(res); ax.set_title(f"val top-1 during training ({res.get('protocol', 'hard')} labels)"); figs['training_curves.png'] = ax.figure
     if 'hard' in res:
         ax = plot_protocols(res['hard'], res); ax.set_title('the same sets, hard vs soft labels'); figs['hard_vs_soft.png'] = ax.figure
-    cid = read_stage(dirs['core'], 'discovery').items[0]
-    ax = plot_class_map(dirs['core'], cid)
-    if ax is not None: figs[f'map_class_{cid}.png'] = ax.figure
-    figs['core_images.png'] = show_core_set(dirs['core'])
-    if cfg.generation.model:
-        g = list_imagefolder(dirs['generation'])
-        k = min(cfg.discovery.ipc, 10)
-        figs['generated_images.png'] = show_dataset(g, n=k, figsize=(k * 0.7, len(g.classes) * 0.8))
-        figs['alignment.png'] = show_alignment(dirs['core'], {n: dirs[key] for n, key in reversed(generated_names(cfg).items())})
+    for kind in STAGES:
+        if (stage_figures := STAGES.meta(kind).get('figures')): figs.update(stage_figures(cfg, dirs))
     return figs
 
 def show_alignment(core_dir, generated: dict, n_classes=4, per_class=3, size=0.8):
@@ -411,32 +510,23 @@ def _gb(n): return f'{n / 1e9:.1f} GB' if n >= 1e8 else f'{n / 1e6:.1f} MB'
 
 LIBS_RSS = 3e8   # bytes a discovery process holds before its first class (Python, numpy, numba, umap-learn, hdbscan: 0.29 GB measured)
 
-def _done_in(folder):
-    "What a stage folder holds: complete, n items done, or nothing."
+def _done_in(folder, rewritten=None):
+    "What a stage folder holds: complete, n items done, or nothing; `rewritten`: when a folder of no stage record is written again."
     st = Stage(folder, None, None)
     try: r = st.record()
     except ArtefactError as e: return f'damaged record ({e})'
     if r is None:   # the evaluation folder holds one stage per set; the report is rewritten after each evaluation
         subs = [p for p in sorted(Path(folder).iterdir()) if (p/'record.json').exists()] if Path(folder).is_dir() else []
         if subs: return '; '.join(f'{p.name}: {_done_in(p)}' for p in subs)
-        return 'written by an earlier run (written again after the evaluation)' if any(Path(folder).iterdir()) else 'nothing yet'
+        return f"written by an earlier run{f' ({rewritten})' if rewritten else ''}" if any(Path(folder).iterdir()) else 'nothing yet'
     n = len(list(st.items_dir.glob('*.json'))) if st.items_dir.is_dir() else 0
     if vp := version_problems(folder): return 'made with other library versions (refused; --overwrite rebuilds it): ' + '; '.join(vp)
     return 'complete (reused unless its settings changed)' if r.get('complete') else f'{n} item(s) done, the rest to do (resumes)'
 
 # %% ../nbs/08_distill.ipynb #0e38a85d
-def plan(cfg: RunConfig):
-    "(lines of the plan, problems) for a run of `cfg`; nothing is written."
-    problems, lines = [], []
-    try: cfg = validate(cfg)
-    except ConfigError as e: problems += e.problems; cfg = resolve_config(cfg)
-    counts = None   # split -> class id -> images
-    try:
-        counts = listing_counts(cfg.data, stage_dirs(cfg.out)['data'])   # the run's own listing where it is current
-        listed = f"the run's listing in {stage_dirs(cfg.out)['data']}" if counts else 'counted now: folder entries only, no image opened'
-        counts = counts or {sp: count_images(cfg.data, sp) for sp in ('train', 'val')}
-    except (OSError, ValueError) as e: problems.append(f'--root: {e}')
-    g, d = cfg.generation, cfg.discovery
+def _model_lines(cfg):
+    "(a line on where each model of `cfg` is, problems): its folder, the cache or the hub, and its family."
+    g, lines, problems = cfg.generation, [], []
     for flag, ref, marker in (('--model', g.model, 'model_index.json'), ('--refiner', g.refiner, 'model_index.json'),
                               ('--feature-vae', cfg.features.vae, 'config.json'), ('--generation-vae', g.vae, 'config.json')):
         if not ref or '${' in str(ref): continue
@@ -449,39 +539,33 @@ def plan(cfg: RunConfig):
             else: where = f'{where} (model family {fam})'
         if prob: problems.append(f'{flag}: {prob}')
         else: lines.append(f'{flag} {ref}: {where}')
-    if counts is not None:
-        sizes = list(counts['train'].values())
-        k, n, nmax = len(sizes), sum(sizes), max(sizes)
-        lines.append(f"data: {cfg.data.dataset}, {k} classes, {n:,} training images ({min(sizes)}-{nmax} a class), {sum(counts['val'].values()):,} validation images ({listed})")
-        try: check_class_agreement(counts['train'], counts['val'])
+    return lines, problems
+
+def _listing(cfg):
+    "The dataset's `Listing`: the run's own listing where it is current, else the folders counted now (entries only, no image opened)."
+    counts = listing_counts(cfg.data, stage_dirs(cfg.out)['data'])
+    how = f"the run's listing in {stage_dirs(cfg.out)['data']}" if counts else 'counted now: folder entries only, no image opened'
+    counts = counts or {sp: count_images(cfg.data, sp) for sp in ('train', 'val')}
+    return Listing(counts['train'], counts['val'], how)
+
+def plan(cfg: RunConfig):
+    "(lines of the plan, problems) for a run of `cfg`: each stage's line as `STAGES` declares it; nothing is written."
+    problems = []
+    try: cfg = validate(cfg)
+    except ConfigError as e: problems += e.problems; cfg = resolve_config(cfg)
+    listing = None
+    try: listing = _listing(cfg)
+    except (OSError, ValueError) as e: problems.append(f'--root: {e}')
+    lines, probs = _model_lines(cfg)
+    problems += probs
+    if listing is not None:
+        try: check_class_agreement(listing.train, listing.val)
         except ConfigError as e: problems += e.problems
-        if (few := too_few_images(counts['train'], d.ipc, d.take_all)): problems.append(few)
-        shape = _feature_shape(cfg)
-        dim = None if shape is None else shape[0] * shape[1] * shape[2]
-        store = '? (the model is not local)' if dim is None else f'{_gb(n * dim * 2)} (float16, {dim:,} numbers an image)'
-        lines.append(f'features: {n:,} {cfg.features.encoder} encodes, feature store {store}'
-                     + (f', then {k * d.ipc:,} encodes of the picks at full resolution' if cfg.features.discovery_resolution else ''))
-        cls = None if dim is None else nmax * dim * 6 + nmax * nmax * 8   # a class: float16 features, float32 standardised copy, pair distances
-        ram = '?' if dim is None else f'{_gb(LIBS_RSS + cls)} a worker process, {_gb(LIBS_RSS + 2 * cls)} for a single process, which overlaps two classes'
-        sel = selected(cfg)[1:]
-        lines.append(f'discovery: {k} classes x {1 + len(sel)} selections (CoDA, {", ".join(sel) or "no baseline"}); '
-                     f'peak memory about {ram} (largest class {nmax}; estimate)')
-        if g.model:
-            n_sets = len(generated_names(cfg))
-            imgs = k * d.ipc * n_sets
-            idx = _local_json(g.model, 'model_index.json')
-            fam = family_of_class(idx.get('_class_name')) if idx and isinstance(idx.get('_class_name'), str) else None
-            meta = FAMILIES.meta(fam) if fam else {}
-            cfgx = 2 if g.guidance_scale > 1 and meta.get('cfg_batch', True) else 1   # FLUX.1: guidance-distilled, one call a step
-            base = int(g.num_inference_steps * g.denoising_end + 0.5)
-            calls = f"{meta.get('denoiser', 'unet').replace('unet', 'UNet')} calls"
-            lines.append(f'generation: {imgs:,} images ({" and ".join(generated_names(cfg))}); {calls}: {imgs:,} x {base} steps x {cfgx} (CFG) = {imgs * base * cfgx:,} base'
-                         + (f' + {imgs * (g.num_inference_steps - base) * cfgx:,} refiner' if g.refiner else ''))
-        else: lines.append(f'generation: {GENERATION_OFF}')
-        lines += _plan_training(cfg, k, d.ipc, nmax)
+        if (few := too_few_images(listing.train, cfg.discovery.ipc, cfg.discovery.take_all)): problems.append(few)
+        lines += [l for kind in STAGES if (p := STAGES.meta(kind).get('plan')) for l in p(cfg, listing)]
     lines.append(f'output folder {cfg.out}:')
-    for name, folder in stage_dirs(cfg.out).items():
-        if folder.exists(): lines.append(f'  {name}: {_done_in(folder)}')
+    for kind, s in run_stages():
+        if (f := Path(cfg.out)/s.folder).exists(): lines.append(f"  {s.folder}: {_done_in(f, STAGES.meta(kind).get('rewritten'))}")
     if not Path(cfg.out).exists(): lines.append('  new')
     else: lines.append(f'  its environment: {_environment(cfg.out)}')
     return lines, problems
@@ -504,17 +588,6 @@ def _environment(out):
     "The install line of the library versions the run's stages were made with, or why there is none."
     try: return install_command(run_versions(out))
     except (ArtefactError, OSError) as e: return str(e)
-
-def _plan_training(cfg, k, ipc, nmax):
-    "The plan of the evaluation: each evaluated set and the resolved recipe its students train with (`resolve_train`)."
-    sets = [*generated_names(cfg), *set_names(cfg)]
-    t = cfg.training
-    out = [f'evaluation: {len(sets)} distilled set(s){" + the full training split" if cfg.full else ""}, {t.protocol}-label, '
-           f'{t.arch} at {t.image_size} px; the students\' recipes:']
-    if sets: out.append(f'  {", ".join(sets)} (IPC {ipc}): {recipe_text(resolve_train(t, ipc, k))}')
-    if cfg.full: out.append(f'  full (IPC {nmax}, its largest class): {recipe_text(resolve_train(t, nmax, k))}')
-    return out
-
 
 # %% ../nbs/08_distill.ipynb #33064011
 def coda_distill(argv=None):

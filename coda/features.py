@@ -17,7 +17,7 @@ from PIL import Image
 from .config import FeatureConfig, DTYPES, FAMILIES, family_of_class, flag_of, model_source, encoder_of, model_weight_problems
 from .data import TargetDataset, load_rgb, split_dir
 from .stage import (Stage, Process, ArtefactError, current_process, run_device, read_stage, save_json, load_json, save_npy, shown,
-                        load_npy, progress, name_bytes)
+                        load_npy, name_bytes, run_items, Built)
 
 log = logging.getLogger('coda')
 
@@ -298,8 +298,8 @@ def _encode_batch(encoder, cls, ids, paths, got, dim):
     if not ok: return np.zeros((0, dim), np.float16), skipped
     return _checked(encoder.encode([got[k][0] for k in ok]), cls, [ids[k] for k in ok]), skipped
 
-def _encode_class(st, ds, cls, encoder, batch_size, ticks):
-    "Encode one class (batch by batch, resuming from `.parts/`), skipping unreadable images; write its files and finish it as an item."
+def _encode_class(st, ds, cls, encoder, batch_size):
+    "Encode one class (batch by batch, resuming from `.parts/`), skipping unreadable images; write its files, return it as a `Built` item."
     ids, n, dim = image_ids(ds, cls), len(cls.paths), int(np.prod(encoder.shape))
     parts = st.folder/'.parts'/cls.id
     spans = [(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
@@ -312,7 +312,6 @@ def _encode_class(st, ds, cls, encoder, batch_size, ticks):
             if have[a, b][1]: save_json(q, have[a, b][1])   # written before the rows: rows without it do not match
             else: q.unlink(missing_ok=True)
             save_npy(p, have[a, b][0])
-        ticks(b - a)
     skipped = [x for s in spans for x in have[s][1]]
     if skipped and len(skipped) == n:
         raise ValueError(f'class {cls.id}: none of its {n} images can be read (e.g. {cls.paths[0]}: {skipped[0][1]}); '
@@ -323,8 +322,7 @@ def _encode_class(st, ds, cls, encoder, batch_size, ticks):
     save_npy(st.path(f'{cls.id}.npy'), X)
     save_json(st.path(f'{cls.id}.json'), dict(class_id=cls.id, class_index=cls.index, prompt=cls.prompt,
                                                image_ids=kept, skipped=skipped, shape=list(encoder.shape), n=len(kept)))
-    st.finish_item(cls.id, [f'{cls.id}.npy', f'{cls.id}.json'], n=len(kept), images=_ids_digest(ids), skipped=skipped)
-    shutil.rmtree(parts, ignore_errors=True)
+    return Built(cls.id, [f'{cls.id}.npy', f'{cls.id}.json'], dict(n=len(kept), images=_ids_digest(ids), skipped=skipped))
 
 # %% ../nbs/03_features.ipynb #d7d8f454
 @dataclass
@@ -376,6 +374,21 @@ def readable_dataset(ds: TargetDataset, store: FeatureStore) -> TargetDataset:
     return replace(ds, classes=classes, skipped=skipped)
 
 # %% ../nbs/03_features.ipynb #5b54c788
+def _check_listing(st, ds):
+    "Refuse a store whose finished classes were encoded from other images than `ds` lists (every process looks, so all stop together)."
+    for c in ds.classes:
+        try: rec = st.item(c.id)
+        except ArtefactError: continue   # a damaged record: the class is encoded again
+        if rec is not None and rec.get('images') != _ids_digest(image_ids(ds, c)):
+            raise ArtefactError(f'{st.folder}: class {c.id} was encoded from other images than the dataset lists now; '
+                                'pass --overwrite to encode the store again, or choose another output folder (--out)')
+
+def _store_summary(st, ds, recs):
+    "What the finished store records: one image's feature shape, the number of images, the unreadable ones by class."
+    shape = load_json(st.path(f'{ds.class_ids[0]}.json'))['shape'] if ds.classes else []
+    skipped = {c: r['skipped'] for c, r in recs.items() if r.get('skipped')}
+    return dict(shape=shape, n_images=sum(r['n'] for r in recs.values()), skipped=skipped)
+
 def build_feature_store(ds: TargetDataset, out_dir, cfg: FeatureConfig, model=None, upstream=None, overwrite=False,
                         proc: Process = None, show_progress=True) -> FeatureStore:
     """Encode every image of `ds` into the feature store `out_dir` (the 'features' stage; resumable).
@@ -384,33 +397,20 @@ def build_feature_store(ds: TargetDataset, out_dir, cfg: FeatureConfig, model=No
     proc = proc or current_process()
     scfg = store_config(cfg, model)
     st = Stage(out_dir, 'features', scfg, upstream, fix=_FIX).open(overwrite, proc)
-    for c in ds.classes:   # every process looks at every finished class's record, so that all of them stop here together
-        try: rec = st.item(c.id)
-        except ArtefactError: continue   # a damaged record: the class is encoded again
-        if rec is not None and rec.get('images') != _ids_digest(image_ids(ds, c)):
-            raise ArtefactError(f'{st.folder}: class {c.id} was encoded from other images than the dataset lists now; '
-                                'pass --overwrite to encode the store again, or choose another output folder (--out)')
+    _check_listing(st, ds)
     byid = {c.id: c for c in ds.classes}
-    # split by position in the whole list, then skip what is done: the same split however far the other processes got
-    mine = [byid[cid] for cid in proc.shard(ds.class_ids) if not st.done(cid)]
-    if mine:
-        t0, n = time.time(), sum(len(c.paths) for c in mine)
+    def build(mine):
+        t0, n = time.time(), sum(len(byid[c].paths) for c in mine)
         encoder = make_encoder(replace(cfg, encoder=scfg['encoder']), model,
                                device=run_device(cfg.device, proc) if scfg['encoder'] == 'vae' else 'cpu')
-        bar = iter(progress(range(n), desc=f'features (process {proc.rank})', show=show_progress and proc.is_main))
-        ticks = lambda k: [next(bar, None) for _ in range(k)]
-        for c in mine: _encode_class(st, ds, c, encoder, cfg.batch_size, ticks)
-        for _ in bar: pass
+        for c in mine:
+            yield _encode_class(st, ds, byid[c], encoder, cfg.batch_size)
+            shutil.rmtree(st.folder/'.parts'/c, ignore_errors=True)   # once the class is recorded: until then a rerun resumes from its parts
         log.info(f'features: process {proc.rank} encoded {len(mine)} classes, {n} images in {time.time() - t0:.0f} s')
-    proc.barrier()
-    if proc.is_main and all(st.item(c) is not None for c in ds.class_ids):
-        shape = load_json(st.path(f'{ds.class_ids[0]}.json'))['shape'] if ds.classes else []
-        recs = {c: st.item(c) for c in ds.class_ids}
-        skipped = {c: r['skipped'] for c, r in recs.items() if r.get('skipped')}
-        n = sum(r['n'] for r in recs.values())
-        st.finish(ds.class_ids, shape=shape, n_images=n, skipped=skipped)
+    r = run_items(st, ds.class_ids, build, proc, desc=f'features (process {proc.rank})', show=show_progress and proc.is_main,
+                  size=lambda c: len(byid[c].paths), summary=lambda recs: _store_summary(st, ds, recs))
+    if proc.is_main and r.get('complete'):
         shutil.rmtree(st.folder/'.parts', ignore_errors=True)
-        log.info(f'feature store {st.folder}: {len(ds.classes)} classes, {n} images'
-                 + (f', {sum(map(len, skipped.values()))} unreadable image(s) skipped (named above)' if skipped else ''))
-    proc.barrier()
+        log.info(f"feature store {st.folder}: {len(ds.classes)} classes, {r['n_images']} images"
+                 + (f", {sum(map(len, r['skipped'].values()))} unreadable image(s) skipped (named above)" if r['skipped'] else ''))
     return FeatureStore(st.folder, st.record()) if st.complete else None

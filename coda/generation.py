@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from .config import GenerationConfig, ConfigError, flag_of, _generation_problems, model_source, generation_batch_size
-from .stage import Stage, Process, current_process, save_png, jsonable, progress, ArtefactError
+from .stage import Stage, Process, current_process, save_png, jsonable, ArtefactError, run_items, Built
 from .features import _from_pretrained, _is_local, hub_offline
 from .guidance import coda_guidance, check_guidable, family_of, paper_scheduler, SDXLAdapter
 
@@ -198,23 +198,12 @@ def bars_off(*pipes):
             else: p._progress_bar_config = c
 
 # %% ../nbs/06_generation.ipynb #d07ace33
-def generate(pipe, targets, out_dir, cfg: GenerationConfig, refiner=None, upstream=None, overwrite=False, proc: Process = None,
-             show_progress=True):
-    "Generate `<out_dir>/<class_id>/<k>.png` for each `(class_id, class_index, prompt, latents)` of `targets`, CoDA-guided, on the stage contract."
-    _check_call(pipe, refiner, cfg)
-    cfg = replace(cfg, batch_size=generation_batch_size(cfg))   # the default follows the model; the record holds the number
-    targets = _check_targets(pipe, targets, cfg)
-    if cfg.refiner and refiner is None: refiner = load_refiner(cfg, pipe)
-    proc = proc or current_process()
-    t0 = time.time()
-    st = Stage(out_dir, 'generation', config=generation_record(pipe, targets, cfg), upstream=upstream,
-               fix='rerun the same command to generate it again').open(overwrite, proc)
-    batches = _batches(targets, cfg.batch_size)
-    mine = st.todo(proc.shard(list(batches)))   # split the whole list by position, then skip what is finished
+def _generated(st, pipe, refiner, targets, batches, mine, cfg):
+    "Generate the batches `mine` in turn, each prompt encoded once per class; yields each batch as a `Built` item once its images are written."
     size, do_cfg = generation_size(pipe, cfg), cfg.guidance_scale > 1
-    emb, ref_emb, written = {}, {}, 0
+    emb, ref_emb = {}, {}
     with bars_off(pipe, refiner), torch.inference_mode():   # one progress report over batches instead of one per call
-        for item in progress(mine, desc='generating', show=show_progress and proc.is_main):
+        for item in mine:
             batch = batches[item]
             classes = {j for j, _ in batch}
             for j in sorted(classes):   # the prompt is encoded once per class (batches are in class order)
@@ -226,15 +215,26 @@ def generate(pipe, targets, out_dir, cfg: GenerationConfig, refiner=None, upstre
             images = _run_batch(pipe, refiner, targets, batch, emb, ref_emb, cfg, size)
             files = [f'{targets[j][0]}/{k}.png' for j, k in batch]
             for f, im in zip(files, images): save_png(st.path(f), im)
-            st.finish_item(item, files)
-            written += len(files)
-    proc.barrier()
-    done = [i for i in batches if (st.items_dir/f'{i}.json').exists()]
-    if proc.is_main and len(done) == len(batches):
-        st.finish(list(batches), n_images=sum(map(len, batches.values())), n_classes=len(targets))
-    proc.barrier()
+            yield Built(item, files)
+
+def generate(pipe, targets, out_dir, cfg: GenerationConfig, refiner=None, upstream=None, overwrite=False, proc: Process = None,
+             show_progress=True):
+    "Generate `<out_dir>/<class_id>/<k>.png` for each `(class_id, class_index, prompt, latents)` of `targets`, CoDA-guided, on the stage contract."
+    _check_call(pipe, refiner, cfg)
+    cfg = replace(cfg, batch_size=generation_batch_size(cfg))   # the default follows the model; the record holds the number
+    targets = _check_targets(pipe, targets, cfg)
+    if cfg.refiner and refiner is None: refiner = load_refiner(cfg, pipe)
+    proc = proc or current_process()
+    t0 = time.time()
+    st = Stage(out_dir, 'generation', config=generation_record(pipe, targets, cfg), upstream=upstream,
+               fix='rerun the same command to generate it again').open(overwrite, proc)
+    batches, written = _batches(targets, cfg.batch_size), []
+    def build(mine):
+        for b in _generated(st, pipe, refiner, targets, batches, mine, cfg): written.extend(b.files); yield b
+    run_items(st, batches, build, proc, desc='generating', show=show_progress and proc.is_main,
+              summary=lambda recs: dict(n_images=sum(map(len, batches.values())), n_classes=len(targets)))
     total = sum(map(len, batches.values()))
-    n_done = sum(len(batches[i]) for i in done)
-    log.info(f'generation: {written} image(s) written by process {proc.rank} of {proc.world} in {time.time() - t0:.1f} s; '
+    n_done = sum(len(batches[i]) for i in batches if (st.items_dir/f'{i}.json').exists())
+    log.info(f'generation: {len(written)} image(s) written by process {proc.rank} of {proc.world} in {time.time() - t0:.1f} s; '
              f'{n_done}/{total} in {out_dir}')
-    return dict(written=written, total=total, done=n_done)
+    return dict(written=len(written), total=total, done=n_done)

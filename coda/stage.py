@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib, functools, hashlib, importlib.metadata, json, logging, os, shutil, socket, sys, tempfile, threading, time
 from dataclasses import dataclass, asdict, is_dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from fastcore.basics import patch
 
@@ -15,8 +16,8 @@ __all__ = ['log', 'STAGE_LIBRARIES', 'RECORD', 'LOCK', 'HEARTBEAT', 'STALE', 'na
            'atomic_write', 'ArtefactError', 'jsonable', 'save_json', 'load_json', 'save_npy', 'load_npy', 'save_png',
            'copy_file', 'file_digest', 'digest_problem', 'Process', 'shard', 'current_process', 'run_device',
            'torch_threads', 'progress', 'config_diff', 'library_version', 'stage_versions', 'version_diff', 'Stage',
-           'read_stage', 'version_problems', 'run_versions', 'install_command', 'RunLocked', 'RunLock', 'Interrupted',
-           'stop_on_signals', 'usable_cpus']
+           'Built', 'run_items', 'read_stage', 'version_problems', 'run_versions', 'install_command', 'RunLocked',
+           'RunLock', 'Interrupted', 'stop_on_signals', 'usable_cpus']
 
 # %% ../nbs/00_stage.ipynb #08dbde3e
 log = logging.getLogger('coda')
@@ -391,6 +392,70 @@ def finish(self: Stage, items, **summary):
     r = dict(self.identity(), complete=True, items=items, **jsonable(summary))
     save_json(self.record_path, r)
     return r
+
+# %% ../nbs/00_stage.ipynb #d7a1c002
+class Built(NamedTuple):
+    "One item a stage's `build` finished: the item (`(stage name, item)` with several stages), its files (relative to its stage folder) and the facts its record keeps."
+    item: object
+    files: list
+    meta: dict = {}
+
+def _at(stage, key):
+    "(the Stage, the item name) of `key`: `stage` itself, or with a dict of stages the one `key[0]` names."
+    if not isinstance(stage, dict): return stage, key
+    name, item = key
+    return stage[name], item
+
+def _done(stage, key):
+    "Is the item `key` finished with intact files? (`Stage.done`: a damaged one is dropped, to be built again.)"
+    st, item = _at(stage, key)
+    return st.done(item)
+
+def _records(stage, items):
+    "Item -> its record (None where it is not finished); with a dict of stages, stage name -> that."
+    if not isinstance(stage, dict): return {i: stage.item(i) for i in items}
+    return {name: {i: st.item(i) for n, i in items if n == name} for name, st in stage.items()}
+
+# %% ../nbs/00_stage.ipynb #d7a1c003
+def _build_share(stage, mine, build, desc, show, size):
+    "Run `build(mine)` and record each item it yields as finished, with one progress report over the share."
+    units = size or (lambda k: 1)
+    bar, given, want = iter(progress(range(sum(map(units, mine))), desc=desc, show=show)), set(mine), set(mine)
+    gen = build(mine)
+    try:
+        for b in gen:
+            if b.item not in want:
+                raise ValueError(f'{desc or "build"}: yielded {b.item!r} ' + ('twice' if b.item in given else 'which is not one of the items it was given'))
+            st, item = _at(stage, b.item)
+            st.finish_item(item, b.files, **b.meta)
+            want.discard(b.item)
+            for _ in range(units(b.item)): next(bar, None)
+    finally:
+        if hasattr(gen, 'close'): gen.close()   # a stopped run ends the stage's own workers (its `finally` and `except` blocks) now
+    if want: raise RuntimeError(f'{desc or "build"}: ended without building {sorted(map(str, want))[:5]}')
+    for _ in bar: pass
+
+def _finish_if_done(stage, items, summary):
+    "Finish the stage(s) with `summary(records)` if every one of `items` is finished (by any process); else leave them unfinished."
+    recs = _records(stage, items)
+    per = recs.values() if isinstance(stage, dict) else [recs]
+    if any(r is None for rs in per for r in rs.values()): return
+    facts = summary(recs) if summary else {}
+    if not isinstance(stage, dict): stage.finish(list(recs), **facts); return
+    for name, st in stage.items(): st.finish(list(recs[name]), **facts.get(name, {}))
+
+def run_items(stage, items, build, proc: Process = None, desc='', show=True, size=None, summary=None):
+    """Build this process's share of `items` in the opened `stage` and, once every process's are done, finish it; returns its record.
+    `build(mine)` yields a `Built` for each item of `mine` as it finishes; `summary(records)` (item -> record) gives the facts the
+    finished stage records; `size(item)` its units of progress (default 1). `stage` may be a dict name -> Stage, `items` then `(name, item)`
+    pairs, `summary` gets and gives one entry per stage, and the records come back by name."""
+    proc, items = proc or Process(), list(items)
+    mine = [k for k in proc.shard(items) if not _done(stage, k)]   # by position, then minus what is done
+    if mine: _build_share(stage, mine, build, desc, show, size)
+    proc.barrier()
+    if proc.is_main: _finish_if_done(stage, items, summary)
+    proc.barrier()
+    return {n: st.record() for n, st in stage.items()} if isinstance(stage, dict) else stage.record()
 
 # %% ../nbs/00_stage.ipynb #cbdfa075
 def read_stage(folder, name, fix='rerun coda_distill with the same settings to rebuild it'):

@@ -31,7 +31,7 @@ with warnings.catch_warnings():   # importing fastai calls torch.jit.script, whi
 
 from .config import TrainConfig, RunConfig, STUDENTS, STUDENT_LIBRARIES, is_student, student_choices, digits_recipe, validate, checkpoint_problem
 from .data import TargetDataset, ClassInfo, load_rgb
-from .stage import (Stage, Process, current_process, atomic_write, save_json, load_json, jsonable, file_digest, progress, usable_cpus,
+from .stage import (Stage, Process, current_process, atomic_write, save_json, load_json, jsonable, file_digest, usable_cpus, run_items, Built,
                         run_device, torch_threads)
 
 log = logging.getLogger('coda')
@@ -749,6 +749,47 @@ def _cost(cfg: TrainConfig, n):
     "Optimiser steps of one student on `n` images: the longest trainings are started first."
     return cfg.epochs * math.ceil((cfg.epoch_images or n) / cfg.batch_size)
 
+def _pooled(jobs, w, entries):
+    "(key, result) of each `(key, job arguments)` of `jobs` as its student finishes, `w` at once, each in a fresh worker process ('spawn'): the results are those of one process."
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    import coda.training as ct   # the workers import the job from the installed module (not from wherever this code runs)
+    with ProcessPoolExecutor(w, mp_context=multiprocessing.get_context('spawn'), initializer=ct._register_students, initargs=(entries,)) as ex:
+        futs = {ex.submit(ct._train_job, *args): k for k, args in jobs}
+        try:
+            for f in as_completed(futs): yield futs[f], f.result()
+        except BaseException:   # stopped (a signal, an error): end the workers now, not after the students they are training
+            procs = list((getattr(ex, '_processes', None) or {}).values())
+            ex.shutdown(wait=False, cancel_futures=True)
+            for q in procs: q.terminate()
+            raise
+
+def _students(mine, stages, sets, val_ds, cfg, rcfg, dev, tfiles, cpu_threads, proc):
+    "Train the students `mine` ((set name, seed item) pairs), one at a time or several in worker processes; yields each as a `Built` item once its files are written."
+    n_classes = len(val_ds.classes)
+    w, entries = _training_workers(cfg, dev, len(mine), cpu_threads, proc)
+    if w > 1: log.info(f'evaluation: process {proc.rank + 1} of {proc.world} trains {w} students at once')
+    vr = next(iter(rcfg.values())).val_resize   # the protocol's resolved validation resize (the same for every set)
+    val, data = load_images(val_ds, cfg.image_size, cfg.image_size * vr, cfg.resample), {}
+    def images(name):   # one set in memory at a time when the students are trained one by one
+        if name not in data:
+            if w == 1: data.clear()
+            data[name] = load_images(sets[name], cfg.image_size, resample=cfg.resample)
+        return data[name]
+    def job(name, item):
+        s = int(item[4:])
+        return (*images(name), *val, replace(rcfg[name], device=str(dev)), n_classes, s, tfiles[s], val_ds, cpu_threads, name in KEEP_WEIGHTS)
+    if w == 1: results = ((k, _train_job(*job(*k))) for k in mine)
+    else: results = _pooled(((k, job(*k)) for k in sorted(mine, key=lambda k: -_cost(rcfg[k[0]], len(images(k[0])[0])))), w, entries)
+    with contextlib.closing(results):   # closed at once when the run stops: the workers end with it
+        for (name, item), r in results:
+            log.info(f"evaluation {name}/{item}: top-1 {r['top1']:.2f}% (epoch {r['eval_epochs'][-1]}), best {r['best']:.2f}% "
+                     f"(epoch {r['best_epoch']}), {r['wall_s']:.1f} s on {dev}")
+            st, files = stages[name], [f'{item}.json']
+            if r['state'] is not None: save_weights_dict(st.path(f'{item}.safetensors'), r['state']); files.append(f'{item}.safetensors')
+            save_json(st.path(f'{item}.json'), _seed_result(r, len(data[name][0]), len(val[0])))
+            yield Built((name, item), files, dict(top1=r['top1'], best=r['best']))
+
 def evaluate_sets(sets: dict, val_ds: TargetDataset, cfg: TrainConfig, out_dir, upstream: dict | None = None, overwrite=False,
                   proc: Process = None, cpu_threads=1, show_progress=True, teachers: dict | None = None) -> dict:
     "Train `cfg.seeds` students on each set of `sets` (name -> TargetDataset), test them on `val_ds`; one stage per set in `out_dir/<name>`."
@@ -761,54 +802,17 @@ def evaluate_sets(sets: dict, val_ds: TargetDataset, cfg: TrainConfig, out_dir, 
     rcfg = {name: resolve_train(cfg, set_ipc(ds), n_classes) for name, ds in sets.items()}
     scfg = {name: stage_config(c) for name, c in rcfg.items()}
     stages = {name: Stage(out/name, 'evaluation', scfg[name], upstream.get(name, {})).open(overwrite, proc) for name in sets}
-    pairs = [(name, item) for name in sets for item in seeds]
-    mine = [(name, item) for name, item in proc.shard(pairs) if not stages[name].done(item)]   # split first, then skip what is done
     dev = default_device(cfg.device, proc)
-    w, entries = _training_workers(cfg, dev, len(mine), cpu_threads, proc)
-    vr = next(iter(rcfg.values())).val_resize   # the protocol's resolved validation resize (the same for every set)
-    if mine: val = load_images(val_ds, cfg.image_size, cfg.image_size * vr, cfg.resample)
-    data = {}
-    def images(name):   # one set in memory at a time when the students are trained one by one
-        if name not in data:
-            if w == 1: data.clear()
-            data[name] = load_images(sets[name], cfg.image_size, resample=cfg.resample)
-        return data[name]
-    def job(name, item):
-        s = int(item[4:])
-        return (*images(name), *val, replace(rcfg[name], device=str(dev)), n_classes, s, tfiles[s], val_ds, cpu_threads, name in KEEP_WEIGHTS)
-    desc = 'evaluation' + (f' (process {proc.rank + 1} of {proc.world})' if proc.world > 1 else '') + (f', {w} at once' if w > 1 else '')
-    def done(name, item, r):
-        log.info(f"evaluation {name}/{item}: top-1 {r['top1']:.2f}% (epoch {r['eval_epochs'][-1]}), best {r['best']:.2f}% "
-                 f"(epoch {r['best_epoch']}), {r['wall_s']:.1f} s on {dev}")
-        st, files = stages[name], [f'{item}.json']
-        if r['state'] is not None: save_weights_dict(st.path(f'{item}.safetensors'), r['state']); files.append(f'{item}.safetensors')
-        save_json(st.path(f'{item}.json'), _seed_result(r, len(data[name][0]), len(val[0])))
-        st.finish_item(item, files, top1=r['top1'], best=r['best'])
-    if w == 1:
-        for key in progress(mine, desc=desc, show=show_progress): done(*key, _train_job(*job(*key)))
-    else:   # one worker process per student at a time, started fresh ('spawn'): the results are those of one process
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-        import coda.training as ct   # the workers import the job from the installed module (not from wherever this code runs)
-        order = sorted(mine, key=lambda k: -_cost(rcfg[k[0]], len(images(k[0])[0])))
-        with ProcessPoolExecutor(w, mp_context=multiprocessing.get_context('spawn'), initializer=ct._register_students, initargs=(entries,)) as ex:
-            futs = {ex.submit(ct._train_job, *job(*k)): k for k in order}
-            try:
-                for f in progress(as_completed(futs), total=len(futs), desc=desc, show=show_progress): done(*futs[f], f.result())
-            except BaseException:   # stopped (a signal, an error): end the workers now, not after the students they are training
-                procs = list((getattr(ex, '_processes', None) or {}).values())
-                ex.shutdown(wait=False, cancel_futures=True)
-                for q in procs: q.terminate()
-                raise
-    proc.barrier()
+    def methods():   # each set's summary over its seeds, compared with the others
+        ms = {name: summarise([load_json(st.path(f'{i}.json')) for i in seeds], rcfg[name], set_ipc(sets[name]), scfg[name]) for name, st in stages.items()}
+        add_comparisons(ms)
+        return ms
+    keep = ('top1_mean', 'top1_std', 'best_mean', 'best_std', 'reference_mean', 'reference_std', 'seeds', 'n_train')
+    run_items(stages, [(name, item) for name in sets for item in seeds],
+              lambda mine: _students(mine, stages, sets, val_ds, cfg, rcfg, dev, tfiles, cpu_threads, proc), proc,
+              desc='evaluation' + (f' (process {proc.rank + 1} of {proc.world})' if proc.world > 1 else ''), show=show_progress,
+              summary=lambda recs: {name: {k: m[k] for k in keep} for name, m in methods().items()})
     for st in stages.values():
         if missing := [i for i in seeds if st.item(i) is None]:
             raise RuntimeError(f'{st.folder}: the students {missing} were not trained (did a process of the run fail?); rerun the same command')
-    methods = {name: summarise([load_json(st.path(f'{i}.json')) for i in seeds], rcfg[name], set_ipc(sets[name]), scfg[name])
-               for name, st in stages.items()}
-    add_comparisons(methods)
-    if proc.is_main:
-        for name, st in stages.items():
-            st.finish(seeds, **{k: methods[name][k] for k in ('top1_mean', 'top1_std', 'best_mean', 'best_std', 'reference_mean', 'reference_std', 'seeds', 'n_train')})
-    proc.barrier()
-    return dict(methods=methods)
+    return dict(methods=methods())
