@@ -28,7 +28,7 @@ __all__ = ['FAMILIES', 'DTYPES', 'DATASETS', 'STUDENTS', 'STUDENT_LIBRARIES', 'S
 class Registry:
     "Names -> builders of one vocabulary, in registration order; a builder may be a `'module:callable'` string."
     def __init__(self, what): self.what, self._items = what, {}
-    def __contains__(self, name): return name in self._items
+    def __contains__(self, name): return isinstance(name, str) and name in self._items   # names are strings: anything else is none
     def __iter__(self): return iter(self._items)
     def __len__(self): return len(self._items)
     def __repr__(self): return f'Registry({self.what!r}: {", ".join(self._items)})'
@@ -648,12 +648,12 @@ def _check_fields(c, rules):
 _pos = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1
 _opt_pos = lambda v: v is None or _pos(v)
 _in = lambda *xs: (lambda v: v in xs)
+_dev = lambda v: v is None or bool(_DEVICE.fullmatch(str(v)))
 
 def _or(names):
     "The `names` in words: 'a, b or c'."
     n = list(names)
     return ' or '.join([', '.join(n[:-1]), n[-1]] if len(n) > 1 else n)
-_dev = lambda v: v is None or bool(_DEVICE.fullmatch(str(v)))
 
 def _data_problems(d: DataConfig):
     p = _check_fields(d, dict(dataset=(_in(*DATASETS), f"must be one of {', '.join(DATASETS)}"),
