@@ -11,15 +11,16 @@ from pathlib import Path
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['FAMILIES', 'DTYPES', 'DATASETS', 'STUDENTS', 'STUDENT_LIBRARIES', 'SELECTIONS', 'T2I', 'BASELINES', 'BUNDLED_MODELS',
-           'SECTIONS', 'PREFIX', 'DIGITS_SOFT', 'DEFAULT_SCALE', 'RESOLVED', 'WEIGHT_NAMES', 'PICKLE_WEIGHTS',
+__all__ = ['FAMILIES', 'DTYPES', 'DATASETS', 'STUDENTS', 'STUDENT_LIBRARIES', 'SELECTIONS', 'T2I', 'BASELINES', 'PROTOCOLS',
+           'BUNDLED_MODELS', 'SECTIONS', 'PREFIX', 'DEFAULT_SCALE', 'RESOLVED', 'WEIGHT_NAMES', 'PICKLE_WEIGHTS',
            'DISTILL_SWITCHES', 'EVALUATE_SECTIONS', 'Registry', 'family_of_class', 'is_student', 'student_choices',
-           'selection', 'baselines', 'bundled_model_dir', 'model_source', 'generation_batch_size', 'DataConfig',
+           'selection', 'baselines', 'ipc_epochs', 'recipe_epochs', 'hard_defaults', 'soft_defaults', 'protocol_info',
+           'uses_teacher', 'protocol_text', 'bundled_model_dir', 'model_source', 'generation_batch_size', 'DataConfig',
            'FeatureConfig', 'DiscoveryConfig', 'GenerationConfig', 'TrainConfig', 'RunConfig', 'flag_table', 'flag_of',
            'parse_value', 'field_help', 'make_parser', 'ConfigError', 'config_from_dict', 'load_config', 'expand_env',
            'recipes_dir', 'list_recipes', 'find_config', 'default_training', 'digits_recipe', 'set_field',
-           'config_from_args', 'parse_args', 'ipc_epochs', 'resolve_train', 'unresolved', 'encoder_of',
-           'too_few_images', 'resolve_config', 'local_model_folder', 'model_weight_problems', 'checkpoint_problem',
+           'config_from_args', 'parse_args', 'resolve_train', 'unresolved', 'encoder_of', 'too_few_images',
+           'resolve_config', 'local_model_folder', 'model_weight_problems', 'checkpoint_problem',
            'weight_file_problems', 'check_config', 'validate', 'distill_parser', 'evaluate_parser', 'export_sets',
            'ExportConfig', 'export_parser', 'parse_export']
 
@@ -27,7 +28,7 @@ __all__ = ['FAMILIES', 'DTYPES', 'DATASETS', 'STUDENTS', 'STUDENT_LIBRARIES', 'S
 class Registry:
     "Names -> builders of one vocabulary, in registration order; a builder may be a `'module:callable'` string."
     def __init__(self, what): self.what, self._items = what, {}
-    def __contains__(self, name): return name in self._items
+    def __contains__(self, name): return isinstance(name, str) and name in self._items   # names are strings: anything else is none
     def __iter__(self): return iter(self._items)
     def __len__(self): return len(self._items)
     def __repr__(self): return f'Registry({self.what!r}: {", ".join(self._items)})'
@@ -139,6 +140,61 @@ def baselines() -> tuple:
 
 BASELINES = baselines()   # the default of --baselines: every baseline that ships with coda
 
+# %% ../nbs/01_config.ipynb #40ebec6a
+def ipc_epochs(ipc, n_classes=10):
+    "Epochs of the hard-label protocol for a set of `ipc` images per class and `n_classes` classes (IDC/Minimax `test/argument.py`)."
+    e = 3000 if ipc <= 1 else 2000 if ipc <= 10 else 1500 if ipc <= 50 else 1000 if ipc <= 200 else 500 if ipc <= 500 else 300
+    return int(e * 2 / 3) // 100 * 100 if n_classes == 100 else e   # 100 classes: two thirds, rounded down to a hundred
+
+def recipe_epochs(cfg, epochs) -> int:
+    "The epochs a recipe `cfg` trains: its own `epochs`, else the protocol's `epochs` times `epoch_scale` (rounded, at least 1)."
+    return cfg.epochs or max(1, round(epochs * cfg.epoch_scale))
+
+# %% ../nbs/01_config.ipynb #ec676dc0
+def hard_defaults(cfg, ipc, n_classes) -> dict:
+    "The hard-label protocol's settings (IDC/Minimax) for a set of `ipc` images per class and `n_classes` classes."
+    many = n_classes > 100   # more than 100 classes: lr 0.1, weight decay 1e-4, batch 128
+    epochs = recipe_epochs(cfg, ipc_epochs(ipc, n_classes))
+    return dict(epochs=epochs, batch_size=128 if many else 64, lr=0.1 if many else 0.01, wd=1e-4 if many else 5e-4, wd_params='all',
+                jitter=0.4, lighting=0.1, shuffle_patches=1, val_resize=1.0, eval_every=max(1, epochs // 100), eval_from=0.0,
+                extra_forward=False)
+
+def soft_defaults(cfg, ipc, n_classes) -> dict:
+    "The soft-label protocol's settings (RDED) for a set of `ipc` images per class and `n_classes` classes; the crop follows the ShufflePatches factor."
+    f = cfg.shuffle_patches if cfg.shuffle_patches is not None else 2
+    bs = min((10 if ipc <= 1 else 50 if ipc <= 10 else 100) * (2 if n_classes >= 100 else 1), max(1, ipc * n_classes))
+    return dict(epochs=recipe_epochs(cfg, 300), batch_size=bs, lr=1e-3, wd=0.01, wd_params='weights', jitter=0.0, lighting=0.0,
+                shuffle_patches=2, val_resize=8 / 7, eval_every=10, eval_from=0.8, extra_forward=True,
+                scale=(1 / f, 1.0))   # RDED: RandomResizedCrop(scale=(1 / factor, 1))
+
+# %% ../nbs/01_config.ipynb #5917ad86
+PROTOCOLS = Registry('protocol')   # builder(cfg, n_classes, teacher, class_index) -> coda.training.ProtocolParts
+PROTOCOLS.register('hard', 'coda.training:hard_label_training', defaults=hard_defaults, folder=None,
+                   optimiser='SGD lr {lr:g} momentum {momentum:g}',
+                   about='hard labels: cross-entropy with CutMix, SGD, LR x0.2 after 2/3 and 5/6 (IDC/Minimax, the ImageNet subsets)')
+PROTOCOLS.register('soft', 'coda.training:soft_label_training', defaults=soft_defaults, teacher=True,
+                   optimiser='AdamW lr {lr:g} betas ({momentum:g}, 0.999)', loss='KD T {temperature:g} (teacher {teacher})',
+                   digits=dict(epoch_scale=1 / 6, lr=0.005),   # the digits demo: 300 epochs x 1/6 = 50 for every set; AdamW at 0.005
+                   about="a teacher's soft labels: KL to its logits at --temperature, AdamW, half-cosine LR (RDED/SRe2L, ImageNet-1K)")
+
+# %% ../nbs/01_config.ipynb #02c92527
+def protocol_info(name) -> dict:
+    "The metadata of the protocol `name`, its defaults filled in (teacher, folder, digits, optimiser, loss, about)."
+    m = dict(teacher=False, folder=name, digits={}, optimiser='lr {lr:g}', loss='', about='') | PROTOCOLS.meta(name)
+    if not callable(m.get('defaults')):
+        raise ValueError(f"protocol {name!r} has no defaults: register it with defaults=<a function (cfg, ipc, n_classes) -> dict "
+                         "of the settings resolve_train fills in>")
+    return m
+
+def uses_teacher(protocol) -> bool:
+    "Whether students of the registered protocol `protocol` learn from a teacher (False for a name that is not registered)."
+    return protocol in PROTOCOLS and protocol_info(protocol)['teacher']
+
+def protocol_text(t) -> dict:
+    "The optimiser and the loss of the resolved recipe `t` in words, from its protocol's `optimiser` and `loss` (text with `{setting}` fields)."
+    m = protocol_info(t.protocol)
+    return {k: m[k].format_map(vars(t)) for k in ('optimiser', 'loss')}
+
 # %% ../nbs/01_config.ipynb #1598931b
 BUNDLED_MODELS = {   # name -> what it is, and the defaults it brings (a tiny model generates many images per UNet call)
     'coda:printed-digits': dict(about='SD 1.x text-to-image model of 32 px printed digits, trained by coda on matplotlib\'s fonts '
@@ -224,7 +280,7 @@ class GenerationConfig:
 @dataclass
 class TrainConfig:
     "How students are trained on a set and tested on the real validation split. Unset (None) values take the protocol's default."
-    protocol: str = 'hard'           # 'hard' (hard labels, the IDC/Minimax protocol of the ImageNet subsets) or 'soft' (a teacher's soft labels, the RDED/SRe2L protocol of ImageNet-1K)
+    protocol: str = 'hard'           # how students learn from a set: hard labels (hard, the IDC/Minimax protocol of the ImageNet subsets), a teacher's soft labels (soft, the RDED/SRe2L protocol of ImageNet-1K) or a protocol registered in coda.config.PROTOCOLS
     arch: str = 'resnetap10'         # student: a registered student or <library>:<name>
     image_size: int = 256            # side of the student's input images
     convnet_depth: int = 3           # convnet: convolution blocks
@@ -320,7 +376,8 @@ def parse_value(text, t, default=None):
     try: return base(text)
     except ValueError: raise ValueError(f'expected a {base.__name__}, got {text!r}') from None
 
-_CHOICES = {('TrainConfig', 'arch'): student_choices, ('RunConfig', 'baselines'): lambda: ', '.join(baselines())}   # read from the registries
+_CHOICES = {('TrainConfig', 'arch'): student_choices, ('TrainConfig', 'protocol'): lambda: ', '.join(PROTOCOLS),
+            ('RunConfig', 'baselines'): lambda: ', '.join(baselines())}   # read from the registries
 
 def field_help(cls):
     "Field name -> its comment, with the choices of a registry's field and the default."
@@ -491,24 +548,23 @@ def find_config(name):
                             f'({", ".join(list_recipes())}); coda_distill --list-configs lists them')
 
 # %% ../nbs/01_config.ipynb #3ca25dc9
-def default_training(dataset, protocol='hard'):
+def default_training(dataset, protocol=TrainConfig.protocol):
     "The student recipe a run uses when none is given: the CPU demo recipe for digits, else the protocol's defaults."
     return digits_recipe(protocol=protocol) if dataset == 'digits' else TrainConfig(protocol=protocol)
 
-DIGITS_SOFT = dict(epoch_scale=1 / 6, lr=0.005)   # the soft protocol's 300 epochs x 1/6 = 50 for every set; AdamW at 0.005
-
 def digits_recipe(**kw):
-    "The reduced recipe of the CPU digits demo (hard labels, or `protocol='soft'`); keyword arguments override it."
+    "The reduced recipe of the CPU digits demo (hard labels, or another protocol's: `protocol='soft'`); keyword arguments override it."
     base = dict(arch='convnet', image_size=16, convnet_depth=3, convnet_width=32, epoch_scale=0.025, lr=0.05, flip=False,
                 val_resize=1.0, resample='box', eval_every=5, seeds=5)
-    if kw.get('protocol') == 'soft': base.update(DIGITS_SOFT)
+    p = kw.get('protocol', TrainConfig.protocol)
+    if p in PROTOCOLS: base.update(protocol_info(p)['digits'])   # an unknown name: validation names it
     return TrainConfig(**{**base, **kw})
 
 def set_field(cfg: RunConfig, section, name, value) -> RunConfig:
     "`cfg` with `section.name` (section None: a run setting) set to `value`."
     if section is None: return replace(cfg, **{name: value})
     sec = getattr(cfg, section)
-    if sec is None: sec = default_training(cfg.data.dataset, value if name == 'protocol' else 'hard') if section == 'training' else SECTIONS[section]()
+    if sec is None: sec = default_training(cfg.data.dataset, value if name == 'protocol' else TrainConfig.protocol) if section == 'training' else SECTIONS[section]()
     elif section == 'training' and name == 'protocol' and sec == default_training(cfg.data.dataset, sec.protocol):
         sec = default_training(cfg.data.dataset, value)   # a recipe left at the dataset's default follows the protocol
     return replace(cfg, **{section: replace(sec, **{name: value})})
@@ -538,34 +594,17 @@ def parse_args(parser, argv, sections=tuple(SECTIONS), base: RunConfig | None = 
     return config_from_args(args, sections, base), switches
 
 # %% ../nbs/01_config.ipynb #6aa964df
-def ipc_epochs(ipc, n_classes=10):
-    "Epochs of the hard-label protocol for a set of `ipc` images per class and `n_classes` classes (IDC/Minimax `test/argument.py`)."
-    e = 3000 if ipc <= 1 else 2000 if ipc <= 10 else 1500 if ipc <= 50 else 1000 if ipc <= 200 else 500 if ipc <= 500 else 300
-    return int(e * 2 / 3) // 100 * 100 if n_classes == 100 else e   # 100 classes: two thirds, rounded down to a hundred
-
 DEFAULT_SCALE = tuple(TrainConfig.scale)   # the RandomResizedCrop area range a config has when it is left unset
 RESOLVED = ('epochs', 'batch_size', 'lr', 'wd', 'wd_params', 'jitter', 'lighting', 'shuffle_patches', 'val_resize',
             'eval_every', 'eval_from', 'extra_forward')   # the settings resolve_train fills in: never None in a resolved recipe
 
 def resolve_train(cfg: TrainConfig, ipc, n_classes) -> TrainConfig:
     "The recipe a student of a set of `ipc` images per class and `n_classes` classes trains with: `cfg`, every `None` its protocol's default."
-    hard = cfg.protocol == 'hard'
-    epochs = cfg.epochs or max(1, round((ipc_epochs(ipc, n_classes) if hard else 300) * cfg.epoch_scale))
-    many = n_classes > 100   # hard labels, more than 100 classes: lr 0.1, weight decay 1e-4, batch >= 128
-    soft_bs = min((10 if ipc <= 1 else 50 if ipc <= 10 else 100) * (2 if n_classes >= 100 else 1), max(1, ipc * n_classes))
-    f = cfg.shuffle_patches if cfg.shuffle_patches is not None else (1 if hard else 2)
-    scale = (1 / f, 1.0) if not hard and tuple(cfg.scale) == DEFAULT_SCALE else tuple(cfg.scale)   # RDED: RandomResizedCrop(scale=(1 / factor, 1))
-    return replace(cfg, epochs=epochs, batch_size=cfg.batch_size or ((128 if many else 64) if hard else soft_bs),
-                   lr=cfg.lr if cfg.lr is not None else ((0.1 if many else 0.01) if hard else 1e-3),
-                   wd=cfg.wd if cfg.wd is not None else ((1e-4 if many else 5e-4) if hard else 0.01),
-                   wd_params=cfg.wd_params or ('all' if hard else 'weights'),
-                   val_resize=cfg.val_resize if cfg.val_resize is not None else (1.0 if hard else 8 / 7),
-                   jitter=cfg.jitter if cfg.jitter is not None else (0.4 if hard else 0.0),
-                   lighting=cfg.lighting if cfg.lighting is not None else (0.1 if hard else 0.0),
-                   shuffle_patches=f, scale=scale,
-                   eval_every=cfg.eval_every or (max(1, epochs // 100) if hard else 10),
-                   eval_from=cfg.eval_from if cfg.eval_from is not None else (0.0 if hard else 0.8),
-                   extra_forward=(not hard) if cfg.extra_forward is None else cfg.extra_forward)
+    d = protocol_info(cfg.protocol)['defaults'](cfg, ipc, n_classes)
+    if missing := [n for n in RESOLVED if getattr(cfg, n) is None and d.get(n) is None]:
+        raise ValueError(f"the defaults of protocol {cfg.protocol!r} give no {', '.join(missing)}: its defaults function must return each of {', '.join(RESOLVED)}")
+    scale = tuple(d.get('scale', cfg.scale)) if tuple(cfg.scale) == DEFAULT_SCALE else tuple(cfg.scale)   # a range given is kept
+    return replace(cfg, scale=scale, **{n: d[n] if getattr(cfg, n) is None else getattr(cfg, n) for n in RESOLVED})
 
 def unresolved(cfg: TrainConfig):
     "The settings of `cfg` that `resolve_train` would still fill in (none in a recipe it returned)."
@@ -610,6 +649,11 @@ _pos = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1
 _opt_pos = lambda v: v is None or _pos(v)
 _in = lambda *xs: (lambda v: v in xs)
 _dev = lambda v: v is None or bool(_DEVICE.fullmatch(str(v)))
+
+def _or(names):
+    "The `names` in words: 'a, b or c'."
+    n = list(names)
+    return ' or '.join([', '.join(n[:-1]), n[-1]] if len(n) > 1 else n)
 
 def _data_problems(d: DataConfig):
     p = _check_fields(d, dict(dataset=(_in(*DATASETS), f"must be one of {', '.join(DATASETS)}"),
@@ -663,7 +707,7 @@ def _generation_problems(g: GenerationConfig):
 
 def _training_problems(t: TrainConfig):
     num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-    p = _check_fields(t, dict(protocol=(_in('hard', 'soft'), 'must be hard or soft'),
+    p = _check_fields(t, dict(protocol=(_in(*PROTOCOLS), f'must be {_or(PROTOCOLS)}'),
                               arch=(is_student, f"must be one of {student_choices()}"),
                               image_size=(lambda v: _pos(v) and v >= 8, 'must be >= 8'), epochs=(_opt_pos, 'must be >= 1 or none'),
                               epoch_images=(_opt_pos, 'must be >= 1 or none'), batch_size=(_opt_pos, 'must be >= 1 or none'),
@@ -678,12 +722,12 @@ def _training_problems(t: TrainConfig):
                               epoch_scale=(lambda v: num(v) and v > 0, 'must be > 0'), workers=(_opt_pos, 'must be >= 1 or none'),
                               precision=(_in(*DTYPES), f"must be one of {', '.join(DTYPES)}"),
                               device=(_dev, 'must be cpu, cuda, cuda:<i>, mps or none')))
-    if t.protocol == 'soft':
-        if not t.teacher: p.append(('teacher', 'is needed by the soft-label protocol (e.g. resnet18 or timm:resnet18)'))
+    if uses_teacher(t.protocol):
+        if not t.teacher: p.append(('teacher', f'is needed by the {t.protocol}-label protocol (e.g. resnet18 or timm:resnet18)'))
         elif t.teacher != 'full' and not is_student(t.teacher): p.append(('teacher', f'must be one of {student_choices()} or full, got {t.teacher!r}'))
         if t.teacher == 'full':
             if t.teacher_checkpoint: p.append(('teacher_checkpoint', "must be none with --teacher full (the teacher is the run's own full-split student)"))
-        elif not t.teacher_checkpoint: p.append(('teacher_checkpoint', "is needed by the soft-label protocol (the teacher's weights file)"))
+        elif not t.teacher_checkpoint: p.append(('teacher_checkpoint', f"is needed by the {t.protocol}-label protocol (the teacher's weights file)"))
         elif (m := checkpoint_problem(t.teacher_checkpoint)): p.append(('teacher_checkpoint', m))
     return p
 
@@ -797,7 +841,7 @@ def check_config(cfg: RunConfig, sections=tuple(SECTIONS)):
     out += [f'{flag_of(None, n)}: {msg}' for n, msg in run]
     out += weight_file_problems(cfg, sections)
     t = cfg.training
-    if 'training' in sections and t is not None and t.protocol == 'soft' and t.teacher == 'full' and not cfg.full:
+    if 'training' in sections and t is not None and uses_teacher(t.protocol) and t.teacher == 'full' and not cfg.full:
         out.append("--teacher: full needs the run's full-split students: drop --no-full")
     if Path(cfg.out).exists() and not Path(cfg.out).is_dir(): out.append(f'--out: {cfg.out} is a file, not a folder')
     if 'generation' in sections and 'features' in sections and cfg.generation.model and cfg.features.encoder == 'pixel':

@@ -318,6 +318,9 @@ def list_distilled(folder, like: TargetDataset, name='the distilled set') -> Tar
     if extra: raise ValueError(f'{name} ({folder}) has class folders the dataset does not: {extra[:10]}')
     return TargetDataset(folder, None, [replace(c, paths=by_id[c.id].paths) for c in like.classes])
 
+# %% ../nbs/08_distill.ipynb #cc11467c
+from .config import PROTOCOLS, protocol_info, uses_teacher
+
 # %% ../nbs/08_distill.ipynb #da1051d6
 def run_sets(cfg: RunConfig, train: TargetDataset):
     "Name -> (set, upstream record) of the run's own distilled sets; each stage folder is content-checked first."
@@ -332,15 +335,19 @@ def run_sets(cfg: RunConfig, train: TargetDataset):
     return sets
 
 def hard_recipe(t: TrainConfig, dataset) -> TrainConfig:
-    "The hard-label recipe beside the soft-label recipe `t`: every setting left at the soft default takes the hard default, the rest is kept."
-    s, h = default_training(dataset, 'soft'), default_training(dataset, 'hard')
+    "The hard-label recipe beside the recipe `t` of a protocol with a teacher: every setting left at that protocol's default takes the hard default, the rest is kept."
+    s, h = default_training(dataset, t.protocol), default_training(dataset, 'hard')
     back = {f.name: getattr(h, f.name) for f in fields(TrainConfig) if getattr(t, f.name) == getattr(s, f.name) != getattr(h, f.name)}
     return replace(t, **{**back, 'protocol': 'hard', 'teacher': None, 'teacher_checkpoint': None})
 
 def evaluation_dir(cfg: RunConfig, protocol=None):
-    "The folder of the run's evaluation stages under `protocol` (default: the run's): `evaluation/` for hard labels, `evaluation/soft/` for soft."
-    d = stage_dirs(cfg.out)['evaluation']
-    return d if (protocol or cfg.training.protocol) == 'hard' else d/'soft'
+    "The folder of the run's evaluation stages under `protocol` (default: the run's): its `folder` in `evaluation/` (`evaluation/soft/` for soft labels), or `evaluation/` itself (hard labels)."
+    d, f = stage_dirs(cfg.out)['evaluation'], protocol_info(protocol or cfg.training.protocol)['folder']
+    return d/f if f else d
+
+def _protocol_folders():
+    "The folders the registered protocols' evaluation stages take in `evaluation/`: no set may have their names."
+    return tuple(f for p in PROTOCOLS if (f := protocol_info(p)['folder']))
 
 def evaluate(cfg: RunConfig, extra_sets: dict | None = None, proc=None, show_progress=True, log_to_stderr=False):
     "Train the student recipe of `cfg` on every distilled set of the run, the `extra_sets` (name -> folder) and the full train split."
@@ -353,21 +360,21 @@ def evaluate(cfg: RunConfig, extra_sets: dict | None = None, proc=None, show_pro
         train, val = readable_train(cfg, listing['train']), listing['val']
         sets = run_sets(cfg, train)
         for name, folder in (extra_sets or {}).items():
-            if name in sets or name in ('full', 'soft'): raise ValueError(f'--set {name}=...: {name!r} is the name of one of the run\'s sets; choose another')
+            if name in sets or name in ('full', *_protocol_folders()): raise ValueError(f'--set {name}=...: {name!r} is the name of one of the run\'s sets; choose another')
             sets[name] = (list_distilled(folder, train, f'--set {name}'), dict(external=dict(name=name)))
         if cfg.full: sets['full'] = (train, dict(data=data_record(cfg, train)))
         with run_log(out, proc, log_to_stderr), torch_threads(cfg.cpu_threads):
             t, kw = cfg.training, dict(overwrite=cfg.overwrite, proc=proc, cpu_threads=cfg.cpu_threads, show_progress=show_progress)
             data, up = {k: s for k, (s, _) in sets.items()}, {k: u for k, (_, u) in sets.items()}
             with timed('evaluation', timings):
-                if t.protocol == 'soft' and t.teacher == 'full':   # first the hard-label students: the teachers, and the comparison
+                if uses_teacher(t.protocol) and t.teacher == 'full':   # first the hard-label students: the teachers, and the comparison
                     hard = evaluate_sets(data, val, hard_recipe(t, cfg.data.dataset), evaluation_dir(cfg, 'hard'), upstream=up, **kw)
                     full = evaluation_dir(cfg, 'hard')/'full'
                     teachers = {s: str(full/f'seed{s}.safetensors') for s in range(t.seeds)}
                     res = evaluate_sets(data, val, t, evaluation_dir(cfg), upstream={k: dict(u, teacher=upstream_of(full)) for k, u in up.items()},
                                         teachers=teachers, **kw)
                     add_comparisons(res['methods'], hard['methods'])   # DD-Ranking's soft-label scores: HLR from the hard labels
-                    res = dict(res, protocol='soft', hard=hard)
+                    res = dict(res, protocol=t.protocol, hard=hard)
                 else: res = dict(evaluate_sets(data, val, t, evaluation_dir(cfg), upstream=up, **kw), protocol=t.protocol)
             if proc.is_main:
                 t = load_json(out/'timings.json') if (out/'timings.json').exists() else {}

@@ -20,12 +20,13 @@ from .guidance import coda_guidance, check_guidable, family_of, paper_scheduler,
 log = logging.getLogger('coda')
 
 # %% auto #0
-__all__ = ['log', 'TORCH_DTYPES', 'device_dtype', 'load_pipeline', 'load_refiner', 'image_seed', 'generation_size',
-           'latent_shape', 'targets_fingerprint', 'generation_record', 'bars_off', 'generate']
+__all__ = ['log', 'device_dtype', 'load_pipeline', 'load_refiner', 'image_seed', 'generation_size', 'latent_shape',
+           'targets_fingerprint', 'generation_record', 'bars_off', 'generate']
+
+# %% ../nbs/06_generation.ipynb #f896cee4
+from .features import torch_dtype   # the one map of precision names to torch dtypes
 
 # %% ../nbs/06_generation.ipynb #25dd978a
-TORCH_DTYPES = dict(float32=torch.float32, float16=torch.float16, bfloat16=torch.bfloat16)
-
 def _check(cfg: GenerationConfig):
     "Raise `ConfigError` listing every problem of `cfg` (the validation of `coda.config`)."
     probs = [f'{flag_of("generation", n)}: {m}' for n, m in _generation_problems(cfg)]
@@ -37,7 +38,7 @@ def device_dtype(cfg: GenerationConfig, proc: Process = None):
     if cfg.device: device = torch.device(cfg.device)
     elif proc.device: device = torch.device(proc.device)
     else: device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    if cfg.dtype != 'auto': return device, TORCH_DTYPES[cfg.dtype]
+    if cfg.dtype != 'auto': return device, torch_dtype(cfg.dtype)
     return device, torch.float16 if device.type in ('cuda', 'mps') else torch.float32
 
 # %% ../nbs/06_generation.ipynb #feb4182b
@@ -60,6 +61,12 @@ def _pipeline_class(model):
                         f'{fams} (an SDXL refiner goes in --refiner; a new family is registered in coda.config.FAMILIES)')
     return getattr(diffusers, name, diffusers.DiffusionPipeline)
 
+def _check_refiner(pipe, cfg: GenerationConfig, model=None):
+    "Refuse `--refiner` after a base pipeline whose family takes no refiner (only SDXL's does); `model` names the base in the message."
+    if cfg.refiner and not family_of(pipe).takes_refiner:
+        what = f'; {model} is a {type(pipe).__name__}' if model else f', not a {type(pipe).__name__}'
+        raise ValueError(f'--refiner can only follow an SDXL base model{what}')
+
 def load_pipeline(cfg: GenerationConfig, proc: Process = None):
     "The base text-to-image pipeline of `cfg` on its device and dtype; SD/SDXL with the paper's sampler unless `cfg.scheduler='model'`."
     from diffusers import AutoencoderKL
@@ -72,9 +79,8 @@ def load_pipeline(cfg: GenerationConfig, proc: Process = None):
     kw = dict(dtype=dtype)
     if cfg.vae: kw['vae'] = _from_pretrained(AutoencoderKL, cfg.vae, 'VAE', dtype=dtype)
     pipe = _from_pretrained(cls, cfg.model, 'model', **kw)
+    _check_refiner(pipe, cfg, cfg.model)
     adapter = family_of(pipe)
-    if cfg.refiner and not adapter.takes_refiner:
-        raise ValueError(f'--refiner can only follow an SDXL base model; {cfg.model} is a {type(pipe).__name__}')
     if cfg.scheduler == 'dpm++karras' and adapter.paper_sampler: pipe.scheduler = paper_scheduler(pipe.scheduler.config)
     check_guidable(pipe)
     return pipe.to(device)
@@ -179,10 +185,9 @@ def _check_call(pipe, refiner, cfg):
     if refiner is not None and not cfg.refiner:
         raise ValueError('a refiner pipeline was given but --refiner is not set: set it to the refiner\'s folder or hub id, '
                          'so that the stage records which refiner made the images')
-    if cfg.refiner and not family_of(pipe).takes_refiner:
-        raise ValueError(f'--refiner can only follow an SDXL base model, not a {type(pipe).__name__}')
+    _check_refiner(pipe, cfg)
     dt = family_of(pipe).denoiser.dtype
-    if cfg.dtype != 'auto' and dt != TORCH_DTYPES[cfg.dtype]:
+    if cfg.dtype != 'auto' and dt != torch_dtype(cfg.dtype):
         raise ValueError(f'the pipeline runs in {dt} but --generation-dtype is {cfg.dtype}: load it with load_pipeline(cfg)')
 
 @contextlib.contextmanager

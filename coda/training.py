@@ -43,11 +43,12 @@ __all__ = ['log', 'RESAMPLE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'PCA_EIGVAL', 'PC
            'normalize', 'rrc_boxes', 'crop_resize', 'jitter_params', 'color_jitter', 'shuffle_patches', 'pca_lighting',
            'Augment', 'show_augmented', 'TensorImageLoader', 'set_ipc', 'eval_epochs', 'step_schedule',
            'half_cosine_schedule', 'load_state_dict_file', 'load_teacher', 'teacher_class_index', 'kd_loss',
-           'SoftLabels', 'decays', 'set_weight_decay', 'has_running_stats', 'TrainModeForward', 'default_device',
-           'predict', 'EvalAndLog', 'make_learner', 'alone', 'train_student', 'paired_difference', 'compare_to',
-           'add_comparisons', 'lrs', 'dd_ranking', 'loss_change', 'flattened', 'ranking', 'results_table',
-           'ranking_table', 'convergence_statement', 'noise_statement', 'plot_curves', 'plot_protocols', 'stage_config',
-           'save_weights_dict', 'save_weights', 'summarise', 'n_workers', 'evaluate_sets']
+           'SoftLabels', 'decays', 'set_weight_decay', 'has_running_stats', 'TrainModeForward', 'ProtocolParts',
+           'hard_label_training', 'soft_label_training', 'default_device', 'predict', 'EvalAndLog', 'make_learner',
+           'alone', 'train_student', 'paired_difference', 'compare_to', 'add_comparisons', 'lrs', 'dd_ranking',
+           'loss_change', 'flattened', 'ranking', 'results_table', 'ranking_table', 'convergence_statement',
+           'noise_statement', 'plot_curves', 'plot_protocols', 'stage_config', 'save_weights_dict', 'save_weights',
+           'summarise', 'n_workers', 'evaluate_sets']
 
 # %% ../nbs/07_training.ipynb #b79767e3
 def instance_norm(c):
@@ -398,6 +399,29 @@ class TrainModeForward(Callback):
         if not (self.training and self.active): return
         with torch.no_grad(): self.model(*self.xb)
 
+# %% ../nbs/07_training.ipynb #223b54c6
+from dataclasses import field
+from .config import PROTOCOLS, uses_teacher
+
+# %% ../nbs/07_training.ipynb #2e203078
+@dataclass
+class ProtocolParts:
+    "What a protocol gives one student's `Learner`: the loss, the optimiser (a fastai `opt_func`), the LR as a function of training progress, its callbacks, and whether the loader yields one-hot targets."
+    loss: object
+    opt: object
+    schedule: object
+    cbs: list = field(default_factory=list)
+    one_hot: bool = False
+
+def hard_label_training(cfg: TrainConfig, n_classes, teacher=None, class_index=None) -> ProtocolParts:
+    "IDC/Minimax: cross-entropy on the (CutMix-mixed) labels, SGD with coupled (L2) weight decay, LR x0.2 after 2/3 and 5/6 of the epochs."
+    return ProtocolParts(CrossEntropyLossFlat(), partial(SGD, mom=cfg.momentum, decouple_wd=False), step_schedule(cfg.lr, cfg.epochs))
+
+def soft_label_training(cfg: TrainConfig, n_classes, teacher=None, class_index=None) -> ProtocolParts:
+    "RDED/SRe2L: KL to the teacher's logits on the mixed batch at `cfg.temperature`, AdamW with decoupled weight decay, the half-cosine LR."
+    return ProtocolParts(partial(kd_loss, T=cfg.temperature), partial(Adam, mom=cfg.momentum, sqr_mom=0.999, eps=1e-8, decouple_wd=True),
+                         half_cosine_schedule(cfg.lr, cfg.epochs), [SoftLabels(teacher, class_index)], one_hot=True)
+
 # %% ../nbs/07_training.ipynb #c9326376
 def default_device(device=None, proc: Process = None):
     "`run_device` as a `torch.device`."
@@ -437,29 +461,23 @@ class EvalAndLog(Callback):
 MIXED_PRECISION = {'float32': None, 'bfloat16': 'to_bf16', 'float16': 'to_fp16'}   # --precision -> fastai's mixed precision
 
 def make_learner(x, y, cfg: TrainConfig, n_classes, seed=0, teacher=None, class_index=None, cbs=None):
-    "A fastai `Learner` for one student on `uint8` images `x` with labels `y`, under the resolved recipe `cfg` (`resolve_train`)."
+    "A fastai `Learner` for one student on `uint8` images `x` with labels `y`, under the resolved recipe `cfg` (`resolve_train`) and its protocol's parts."
     if missing := unresolved(cfg):
         raise ValueError(f'make_learner needs a resolved recipe (coda.config.resolve_train); {", ".join(missing)} are unset')
     set_seed(seed, reproducible=True)
     dev = default_device(cfg.device)
-    hard = cfg.protocol == 'hard'
+    if uses_teacher(cfg.protocol) and teacher is None: raise ValueError(f'the {cfg.protocol}-label protocol needs a teacher network')
+    parts = PROTOCOLS.get(cfg.protocol)(cfg, n_classes, teacher, class_index)
     aug = Augment(cfg.image_size, tuple(cfg.scale), cfg.flip, cfg.jitter, cfg.lighting, cfg.shuffle_patches)
-    dl = TensorImageLoader(x, y, cfg.batch_size, True, aug, cfg.epoch_images, seed, None if hard else n_classes, dev)
+    dl = TensorImageLoader(x, y, cfg.batch_size, True, aug, cfg.epoch_images, seed, n_classes if parts.one_hot else None, dev)
     dls = DataLoaders(dl, TensorImageLoader(x[:0], y[:0], device=dev), device=dev)
     model = make_student(cfg.arch, n_classes, cfg.image_size, cfg.convnet_depth, cfg.convnet_width).to(dev)
     cbs = list(cbs or [])
     if cfg.cutmix: cbs.append(CutMix(cfg.cutmix))
-    if hard:
-        opt = partial(SGD, mom=cfg.momentum, decouple_wd=False)
-        loss, sched = CrossEntropyLossFlat(), step_schedule(cfg.lr, cfg.epochs)
-    else:
-        if teacher is None: raise ValueError('the soft-label protocol needs a teacher network')
-        opt = partial(Adam, mom=cfg.momentum, sqr_mom=0.999, eps=1e-8, decouple_wd=True)
-        loss, sched = partial(kd_loss, T=cfg.temperature), half_cosine_schedule(cfg.lr, cfg.epochs)
-        cbs.append(SoftLabels(teacher, class_index))
+    cbs += list(parts.cbs)
     if cfg.extra_forward: cbs.append(TrainModeForward())
-    cbs.append(ParamScheduler({'lr': sched}))
-    learn = set_weight_decay(Learner(dls, model, loss, opt, lr=cfg.lr, wd=cfg.wd, wd_bn_bias=True, cbs=cbs), cfg.wd_params)
+    cbs.append(ParamScheduler({'lr': parts.schedule}))
+    learn = set_weight_decay(Learner(dls, model, parts.loss, parts.opt, lr=cfg.lr, wd=cfg.wd, wd_bn_bias=True, cbs=cbs), cfg.wd_params)
     if cfg.precision not in MIXED_PRECISION:
         raise ValueError(f"--precision must be one of {', '.join(MIXED_PRECISION)}, got {cfg.precision!r}")
     if MIXED_PRECISION[cfg.precision]: getattr(learn, MIXED_PRECISION[cfg.precision])()
@@ -663,8 +681,8 @@ def save_weights(path, model):
     return save_weights_dict(path, model.state_dict())
 
 def _teacher_file(cfg: TrainConfig, seed, teachers=None):
-    "The weights file of the teacher of seed `seed`'s student: `teachers[seed]` for `--teacher full`, else the one checkpoint; None for hard labels."
-    if cfg.protocol != 'soft': return None
+    "The weights file of the teacher of seed `seed`'s student: `teachers[seed]` for `--teacher full`, else the one checkpoint; None for a protocol without a teacher."
+    if not uses_teacher(cfg.protocol): return None
     if cfg.teacher != 'full': return cfg.teacher_checkpoint
     if not teachers or seed not in teachers:
         raise ValueError(f"--teacher full: no full-split student of seed {seed} to teach seed {seed}'s students; train the full split "
@@ -702,31 +720,39 @@ def summarise(runs, cfg: TrainConfig, ipc, config=None) -> dict:
                 config=config if config is not None else stage_config(cfg))
 
 # %% ../nbs/07_training.ipynb #aee69f7a
-def _student_entries(cfg: TrainConfig):
-    "(name, builder, metadata) of the registered students `cfg` trains (its arch, a teacher), for a fresh worker; None if a builder cannot go there."
+def _entries(registry, names):
+    "(name, builder, metadata) of the entries of `registry` among `names`, for a fresh worker; None if one cannot go there."
     import pickle
     out = []
-    for a in sorted({cfg.arch, cfg.teacher} & set(STUDENTS)):
-        b = STUDENTS.get(a)
-        if getattr(b, '__module__', '__main__') == '__main__': return None   # a fresh process has another main module
-        try: pickle.dumps(b)   # sent by reference: an importable module's function
+    for a in sorted(set(names) & set(registry)):
+        b, meta = registry.get(a), registry.meta(a)
+        fns = [b, *(v for v in meta.values() if callable(v))]
+        if any(getattr(f, '__module__', '__main__') == '__main__' for f in fns): return None   # a fresh process has another main module
+        try: pickle.dumps((b, meta))   # sent by reference: an importable module's functions
         except Exception: return None
-        out.append((a, b, STUDENTS.meta(a)))
+        out.append((a, b, meta))
     return out
 
+def _student_entries(cfg: TrainConfig):
+    "(name, builder, metadata) of the registered students `cfg` trains (its arch, a teacher), for a fresh worker; None if a builder cannot go there."
+    return _entries(STUDENTS, {cfg.arch, cfg.teacher})
+
 def _training_workers(cfg: TrainConfig, dev, n_items, cpu_threads, proc):
-    "(students trained at once, what the workers register): `n_workers`, or 1 when a registered student cannot reach a worker."
-    w, entries = n_workers(cfg, dev, n_items, cpu_threads, proc), _student_entries(cfg)
-    if w > 1 and entries is None:
-        log.info(f'evaluation: one student at a time, in this process: a fresh worker process cannot build {cfg.arch!r} or the teacher '
-                 f'{cfg.teacher!r}, registered from the main script or notebook (register it from an importable module to train {w} at once)')
+    "(students trained at once, what the workers register): `n_workers`, or 1 when a registered student or the protocol cannot reach a worker."
+    w = n_workers(cfg, dev, n_items, cpu_threads, proc)
+    entries = dict(students=_student_entries(cfg), protocols=_entries(PROTOCOLS, {cfg.protocol}))
+    if w > 1 and None in entries.values():
+        what = (f'build {cfg.arch!r} or the teacher {cfg.teacher!r}' if entries['students'] is None else f'train with the protocol {cfg.protocol!r}')
+        log.info(f'evaluation: one student at a time, in this process: a fresh worker process cannot {what}, registered from the main '
+                 f'script or notebook (register it from an importable module to train {w} at once)')
         w = 1
     return w, entries
 
 def _register_students(entries):
-    "A worker's start: register the students of the run it does not have."
-    for name, b, meta in entries or ():
-        if name not in STUDENTS: STUDENTS.register(name, b, **meta)
+    "A worker's start: register the students and the protocol of the run it does not have."
+    for registry, key in ((STUDENTS, 'students'), (PROTOCOLS, 'protocols')):
+        for name, b, meta in entries.get(key) or ():
+            if name not in registry: registry.register(name, b, **meta)
 
 # %% ../nbs/07_training.ipynb #45083c1c
 def n_workers(cfg: TrainConfig, dev, n_items, cpu_threads=1, proc: Process = None):
