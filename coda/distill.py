@@ -319,7 +319,7 @@ def list_distilled(folder, like: TargetDataset, name='the distilled set') -> Tar
     return TargetDataset(folder, None, [replace(c, paths=by_id[c.id].paths) for c in like.classes])
 
 # %% ../nbs/08_distill.ipynb #cc11467c
-from .config import PROTOCOLS, protocol_info, uses_teacher
+from .config import PROTOCOLS, protocol_info, uses_teacher, protocol_text
 
 # %% ../nbs/08_distill.ipynb #da1051d6
 def run_sets(cfg: RunConfig, train: TargetDataset):
@@ -402,7 +402,7 @@ def _figures(cfg: RunConfig, res):
     dirs, figs = stage_dirs(cfg.out), {}
     ax = plot_curves(res); ax.set_title(f"val top-1 during training ({res.get('protocol', 'hard')} labels)"); figs['training_curves.png'] = ax.figure
     if 'hard' in res:
-        ax = plot_protocols(res['hard'], res); ax.set_title('the same sets, hard vs soft labels'); figs['hard_vs_soft.png'] = ax.figure
+        ax = plot_protocols(res['hard'], res); ax.set_title(f"the same sets, hard vs {res.get('protocol')} labels"); figs['hard_vs_soft.png'] = ax.figure
     for kind in STAGES:
         if (stage_figures := STAGES.meta(kind).get('figures')): figs.update(stage_figures(cfg, dirs))
     return figs
@@ -462,7 +462,7 @@ def write_report(res, cfg: RunConfig):
     save_json(rep/'results.json', r)
     d, t = cfg.discovery, cfg.training
     md = [f'# coda report: {cfg.data.dataset}, IPC {d.ipc}', '',
-          f'Student: {t.arch} at {t.image_size} px, {t.protocol}-label protocol' + (f' (teacher: {t.teacher})' if t.protocol == 'soft' else '')
+          f'Student: {t.arch} at {t.image_size} px, {t.protocol}-label protocol' + (f' (teacher: {t.teacher})' if uses_teacher(t.protocol) else '')
           + f', {t.seeds} seeds. Core discovery: k={d.n_neighbors}, s={d.min_cluster_size}, mode {d.mode}.' + _demo_note(cfg), '',
           report_text(res), f"Generation: {r['generation']}.", '']
     md += [f'![{n[:-4]}]({n})' for n in figs]
@@ -579,14 +579,14 @@ def plan(cfg: RunConfig):
 
 def recipe_text(t: TrainConfig) -> str:
     "One line of the resolved student recipe `t` (`resolve_train`): what a student of the set trains with."
-    opt = f'SGD lr {t.lr:g} momentum {t.momentum:g}' if t.protocol == 'hard' else f'AdamW lr {t.lr:g} betas ({t.momentum:g}, 0.999)'
+    w = protocol_text(t)   # the optimiser and the loss in the protocol's own words
     vr = round(t.image_size * t.val_resize)
     seeds = f'seed 0' if t.seeds == 1 else f'seeds 0-{t.seeds - 1}'
-    return (f'{t.epochs} epochs, batch {t.batch_size}, {opt}, wd {t.wd:g} ({t.wd_params} params); '
+    return (f'{t.epochs} epochs, batch {t.batch_size}, {w["optimiser"]}, wd {t.wd:g} ({t.wd_params} params); '
             f'crop scale ({t.scale[0]:.3g}, {t.scale[1]:.3g})' + (', flip' if t.flip else '')
             + f', ShufflePatches {t.shuffle_patches}' + (' (none)' if t.shuffle_patches == 1 else '')
             + f', jitter {t.jitter:g}, lighting {t.lighting:g}, CutMix {t.cutmix if t.cutmix else "none"}'
-            + (f', KD T {t.temperature:g} (teacher {t.teacher})' if t.protocol == 'soft' else '')
+            + (f", {w['loss']}" if w['loss'] else '')
             + f', extra forward {"yes" if t.extra_forward else "no"}; val Resize({vr}) + CenterCrop({t.image_size}) (val_resize {t.val_resize:.4g}), '
             f'every {t.eval_every} epochs from {t.eval_from:.0%}; {seeds}')
 
