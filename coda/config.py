@@ -49,6 +49,7 @@ def register(self: Registry, name, builder=None, **meta):
         return b
     return add if builder is None else add(builder)
 
+# %% ../nbs/01_config.ipynb #7fc0c36e
 @patch
 def unregister(self: Registry, name):
     "Remove `name` (and return its builder)."
@@ -61,12 +62,14 @@ def _check(self: Registry, name):
     if name not in self._items:
         raise KeyError(f"unknown {self.what} {name!r}; choose one of {', '.join(self._items) or '(none registered)'}")
 
+# %% ../nbs/01_config.ipynb #24d25c2c
 @patch
 def meta(self: Registry, name):
     "The metadata `name` was registered with."
     self._check(name)
     return self._items[name][1]
 
+# %% ../nbs/01_config.ipynb #e1ed3c09
 @patch
 def get(self: Registry, name):
     "The builder of `name`, its module imported if it was registered as a `'module:callable'` string."
@@ -79,6 +82,8 @@ def get(self: Registry, name):
 
 # %% ../nbs/01_config.ipynb #b29a0bbc
 FAMILIES = Registry('model family')
+
+# %% ../nbs/01_config.ipynb #6115fd65
 FAMILIES.register('sd', 'coda.guidance:SDAdapter', pipelines=('StableDiffusionPipeline',), denoiser='unet',
                   about='Stable Diffusion 1.x / 2.x')
 FAMILIES.register('sdxl', 'coda.guidance:SDXLAdapter', pipelines=('StableDiffusionXLPipeline',), denoiser='unet',
@@ -101,6 +106,8 @@ DATASETS = ('digits', 'folder', 'imagenette', 'imagewoof', 'imageidc', 'imagenet
 
 # %% ../nbs/01_config.ipynb #7f0aac8c
 STUDENTS = Registry('student')   # builder(n_classes, image_size, depth=, width=) -> a randomly initialised nn.Module
+
+# %% ../nbs/01_config.ipynb #9cd0075b
 STUDENTS.register('convnet', 'coda.training:convnet', about='ConvNet: depth x (conv, instance norm, ReLU, avg pool) of width channels')
 STUDENTS.register('resnetap10', 'coda.training:resnetap10', about='ResNetAP-10 (IDC): average-pool downsampling, instance norm')
 STUDENTS.register('resnet18', 'coda.training:resnet18', about="torchvision's ResNet-18")
@@ -117,12 +124,15 @@ def is_student(a) -> bool:
     lib, sep, name = a.partition(':')
     return a in STUDENTS or bool(sep and name and lib in STUDENT_LIBRARIES)
 
+# %% ../nbs/01_config.ipynb #38a55d6c
 def student_choices() -> str:
     "The students, in words (for `--help` and the errors)."
     return f"{', '.join(STUDENTS)} or {' / '.join(f'{l}:<name>' for l in STUDENT_LIBRARIES)}"
 
 # %% ../nbs/01_config.ipynb #d4c0d8bf
 SELECTIONS = Registry('selection')   # pick(X, ipc, seed, class_index, **settings) -> ipc distinct row indices of one class
+
+# %% ../nbs/01_config.ipynb #e17c0c1a
 SELECTIONS.register('coda', 'coda.discovery:_discover_steps', folder='core', set_name='coda_core', baseline=False, steps=True,
                     settings=('n_neighbors', 'min_cluster_size', 'min_samples', 'n_components', 'mode'))
 SELECTIONS.register('random', 'coda.discovery:pick_random')
@@ -134,10 +144,12 @@ def selection(name) -> dict:
     "The metadata of the selection method `name`, its defaults filled in (folder, set_name, settings, baseline, steps)."
     return dict(folder=name, set_name=name, settings=(), baseline=True, steps=False) | SELECTIONS.meta(name)
 
+# %% ../nbs/01_config.ipynb #a5231905
 def baselines() -> tuple:
     "What `--baselines` accepts: the registered selections that are baselines, then `T2I`."
     return (*(n for n in SELECTIONS if selection(n)['baseline']), T2I)
 
+# %% ../nbs/01_config.ipynb #98bb9775
 BASELINES = baselines()   # the default of --baselines: every baseline that ships with coda
 
 # %% ../nbs/01_config.ipynb #40ebec6a
@@ -146,6 +158,7 @@ def ipc_epochs(ipc, n_classes=10):
     e = 3000 if ipc <= 1 else 2000 if ipc <= 10 else 1500 if ipc <= 50 else 1000 if ipc <= 200 else 500 if ipc <= 500 else 300
     return int(e * 2 / 3) // 100 * 100 if n_classes == 100 else e   # 100 classes: two thirds, rounded down to a hundred
 
+# %% ../nbs/01_config.ipynb #37bdb961
 def recipe_epochs(cfg, epochs) -> int:
     "The epochs a recipe `cfg` trains: its own `epochs`, else the protocol's `epochs` times `epoch_scale` (rounded, at least 1)."
     return cfg.epochs or max(1, round(epochs * cfg.epoch_scale))
@@ -159,6 +172,7 @@ def hard_defaults(cfg, ipc, n_classes) -> dict:
                 jitter=0.4, lighting=0.1, shuffle_patches=1, val_resize=1.0, eval_every=max(1, epochs // 100), eval_from=0.0,
                 extra_forward=False)
 
+# %% ../nbs/01_config.ipynb #7116310e
 def soft_defaults(cfg, ipc, n_classes) -> dict:
     "The soft-label protocol's settings (RDED) for a set of `ipc` images per class and `n_classes` classes; the crop follows the ShufflePatches factor."
     f = cfg.shuffle_patches if cfg.shuffle_patches is not None else 2
@@ -186,10 +200,12 @@ def protocol_info(name) -> dict:
                          "of the settings resolve_train fills in>")
     return m
 
+# %% ../nbs/01_config.ipynb #7e5d7d89
 def uses_teacher(protocol) -> bool:
     "Whether students of the registered protocol `protocol` learn from a teacher (False for a name that is not registered)."
     return protocol in PROTOCOLS and protocol_info(protocol)['teacher']
 
+# %% ../nbs/01_config.ipynb #4da21212
 def protocol_text(t) -> dict:
     "The optimiser and the loss of the resolved recipe `t` in words, from its protocol's `optimiser` and `loss` (text with `{setting}` fields)."
     m = protocol_info(t.protocol)
@@ -201,6 +217,7 @@ BUNDLED_MODELS = {   # name -> what it is, and the defaults it brings (a tiny mo
                                       '(never on handwriting): the digits demo\'s model', batch_size=100, dataset='digits'),
 }
 
+# %% ../nbs/01_config.ipynb #fa0abc39
 def bundled_model_dir(name) -> Path:
     "The folder of the model `name` (`coda:<name>`) that ships inside coda."
     if name not in BUNDLED_MODELS:
@@ -208,10 +225,12 @@ def bundled_model_dir(name) -> Path:
     from importlib.resources import files
     return Path(str(files('coda')/'models'))/name.split(':', 1)[1]
 
+# %% ../nbs/01_config.ipynb #1b6d40f8
 def model_source(ref):
     "Where a model reference `ref` loads from: a bundled model's folder for `coda:<name>`, else `ref` itself (a folder or hub id)."
     return str(bundled_model_dir(ref)) if isinstance(ref, str) and ref.startswith('coda:') else ref
 
+# %% ../nbs/01_config.ipynb #c3b4dba0
 def generation_batch_size(g) -> int:
     "Images per UNet call of the generation settings `g`: its own `batch_size`, else the bundled model's, else 4."
     if g.batch_size is not None: return g.batch_size
@@ -327,13 +346,16 @@ class RunConfig:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     training: TrainConfig | None = None  # None: the digits demo recipe for digits, else the protocol's defaults
 
+# %% ../nbs/01_config.ipynb #f7a40623
 SECTIONS = dict(data=DataConfig, features=FeatureConfig, discovery=DiscoveryConfig, generation=GenerationConfig, training=TrainConfig)
 
 # %% ../nbs/01_config.ipynb #f50239ca
 PREFIX = dict(features='feature')   # the flag prefix of a section, where it is not the section's name (--feature-dtype)
 
+# %% ../nbs/01_config.ipynb #f7863b84
 def _run_fields(): return [f for f in fields(RunConfig) if f.name not in SECTIONS]
 
+# %% ../nbs/01_config.ipynb #de0b60af
 def flag_table(sections=tuple(SECTIONS), run_fields=True):
     "Flag name -> (section or None for the run, field name), for the given sections."
     names = [(None, f.name) for f in _run_fields()] if run_fields else []
@@ -347,6 +369,7 @@ def flag_table(sections=tuple(SECTIONS), run_fields=True):
         out[flag.replace('_', '-')] = (s, n)
     return out
 
+# %% ../nbs/01_config.ipynb #dcdd994a
 def flag_of(section, name):
     "The flag that sets `section.name` (section None: a run setting)."
     return next(f'--{k}' for k, v in flag_table().items() if v == (section, name))
@@ -354,12 +377,14 @@ def flag_of(section, name):
 # %% ../nbs/01_config.ipynb #4f4c5d5d
 def _field_types(cls): return typing.get_type_hints(cls)
 
+# %% ../nbs/01_config.ipynb #1e038e46
 def _base_type(t):
     "(the non-None type of an annotation, whether None is allowed)."
     args = typing.get_args(t)
     if args and type(None) in args: return next(a for a in args if a is not type(None)), True
     return t, False
 
+# %% ../nbs/01_config.ipynb #7bb5c5b1
 def parse_value(text, t, default=None):
     "The value of a flag given as `text`, for a field of type `t` (its default tells a tuple's item type)."
     base, optional = _base_type(t)
@@ -376,9 +401,11 @@ def parse_value(text, t, default=None):
     try: return base(text)
     except ValueError: raise ValueError(f'expected a {base.__name__}, got {text!r}') from None
 
+# %% ../nbs/01_config.ipynb #f5dcb5d4
 _CHOICES = {('TrainConfig', 'arch'): student_choices, ('TrainConfig', 'protocol'): lambda: ', '.join(PROTOCOLS),
             ('RunConfig', 'baselines'): lambda: ', '.join(baselines())}   # read from the registries
 
+# %% ../nbs/01_config.ipynb #51543e61
 def field_help(cls):
     "Field name -> its comment, with the choices of a registry's field and the default."
     from fastcore.docments import docments
@@ -395,6 +422,7 @@ def field_help(cls):
 class _Parser(argparse.ArgumentParser):
     def error(self, message): raise ValueError(message)
 
+# %% ../nbs/01_config.ipynb #5afe4c41
 def _normalise(argv):
     "`--guide_frac=0.9` -> `--guide-frac=0.9`; other arguments unchanged."
     out = []
@@ -405,6 +433,7 @@ def _normalise(argv):
         out.append(a)
     return out
 
+# %% ../nbs/01_config.ipynb #5990da4a
 def make_parser(prog, description, sections=tuple(SECTIONS), extra=()):
     "An argparse parser with a flag per field of `sections` (+ run settings) and the `extra` switches `(flag, help)`."
     p = _Parser(prog=prog, description=description, argument_default=argparse.SUPPRESS)
@@ -430,9 +459,11 @@ class ConfigError(ValueError):
         n = len(self.problems)
         super().__init__(f"{n} setting{'s' if n > 1 else ''} cannot run:\n  " + '\n  '.join(self.problems))
 
+# %% ../nbs/01_config.ipynb #7a422e78
 _NUM = re.compile(r'[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?')
 _BOOL_TEXT = dict(true='true', yes='true', on='true', false='false', no='false', off='false')
 
+# %% ../nbs/01_config.ipynb #85a76fa3
 def _typed(v, t, default=None):
     "The YAML/JSON value `v` as a value of the annotation `t` (a tuple's items: the type of `default`'s), else `ValueError` saying what it expects."
     base, optional = _base_type(t)
@@ -473,6 +504,7 @@ def _value(v, t, default, env, flag):
     try: return parse_value(x, t, default)
     except ValueError as e: raise ValueError(f'{e} (from {v})') from None
 
+# %% ../nbs/01_config.ipynb #acf527d3
 def _build(cls, d, where, source, env=None):
     "(the fields of `cls` from the mapping `d`, the problems), each problem naming its key (`where` + field) and `source`."
     if not isinstance(d, dict): return {}, [f"{source}: {where.rstrip('.')}: expected a mapping of its settings (key: value lines), got {d!r}"]
@@ -487,6 +519,7 @@ def _build(cls, d, where, source, env=None):
         except ValueError as e: probs.append(f'{source}: {where}{k}: {e}')
     return kw, probs
 
+# %% ../nbs/01_config.ipynb #8ef0a052
 def config_from_dict(d: dict, source='the config', env=None) -> RunConfig:
     "A `RunConfig` from a nested dict (as in a YAML/JSON file), each value checked by its field's type; `env`: expand `${VAR}` from it first. `ConfigError` lists every problem, unknown keys among them."
     top, kw, probs = {}, {}, []
@@ -500,6 +533,7 @@ def config_from_dict(d: dict, source='the config', env=None) -> RunConfig:
     if probs := p + probs: raise ConfigError(probs)
     return RunConfig(**run, **{s: SECTIONS[s](**v) for s, v in kw.items()})
 
+# %% ../nbs/01_config.ipynb #816611c9
 def load_config(path) -> RunConfig:
     "Read a `RunConfig` from a `.yaml`/`.yml` or `.json` file, or a recipe shipped with coda (by name)."
     path = find_config(path)
@@ -519,6 +553,7 @@ def load_config(path) -> RunConfig:
 # %% ../nbs/01_config.ipynb #0df1cda2
 _ENV = re.compile(r'\$\{(\w+)(?::-([^}]*))?\}')
 
+# %% ../nbs/01_config.ipynb #5e7ac649
 def expand_env(o, env=None):
     "`o` with `${VAR}` / `${VAR:-default}` in its strings replaced from the environment (unset, no default: kept)."
     env = os.environ if env is None else env
@@ -528,16 +563,19 @@ def expand_env(o, env=None):
     sub = lambda m: env.get(m[1], m[2] if m[2] is not None else m[0])
     return _ENV.sub(sub, o)
 
+# %% ../nbs/01_config.ipynb #382b34e1
 def recipes_dir():
     "The folder of the recipes shipped with coda."
     from importlib.resources import files
     return Path(str(files('coda')/'configs'))
 
+# %% ../nbs/01_config.ipynb #72f70d78
 def list_recipes():
     "Recipe name -> its first comment line."
     return {p.stem: p.read_text().splitlines()[0].lstrip('# ').removeprefix('coda recipe: ')
             for p in sorted(recipes_dir().glob('*.yaml'))}
 
+# %% ../nbs/01_config.ipynb #ed0d5042
 def find_config(name):
     "The config file `name`: a path, or the name of a recipe shipped with coda."
     p = Path(name)
@@ -552,6 +590,7 @@ def default_training(dataset, protocol=TrainConfig.protocol):
     "The student recipe a run uses when none is given: the CPU demo recipe for digits, else the protocol's defaults."
     return digits_recipe(protocol=protocol) if dataset == 'digits' else TrainConfig(protocol=protocol)
 
+# %% ../nbs/01_config.ipynb #d7ea05c4
 def digits_recipe(**kw):
     "The reduced recipe of the CPU digits demo (hard labels, or another protocol's: `protocol='soft'`); keyword arguments override it."
     base = dict(arch='convnet', image_size=16, convnet_depth=3, convnet_width=32, epoch_scale=0.025, lr=0.05, flip=False,
@@ -560,6 +599,7 @@ def digits_recipe(**kw):
     if p in PROTOCOLS: base.update(protocol_info(p)['digits'])   # an unknown name: validation names it
     return TrainConfig(**{**base, **kw})
 
+# %% ../nbs/01_config.ipynb #e2311557
 def set_field(cfg: RunConfig, section, name, value) -> RunConfig:
     "`cfg` with `section.name` (section None: a run setting) set to `value`."
     if section is None: return replace(cfg, **{name: value})
@@ -569,6 +609,7 @@ def set_field(cfg: RunConfig, section, name, value) -> RunConfig:
         sec = default_training(cfg.data.dataset, value)   # a recipe left at the dataset's default follows the protocol
     return replace(cfg, **{section: replace(sec, **{name: value})})
 
+# %% ../nbs/01_config.ipynb #ad4e2e1f
 def config_from_args(args: dict, sections=tuple(SECTIONS), base: RunConfig | None = None) -> RunConfig:
     "The run's config from parsed flags: the `config` file (else `base`, else the defaults), then each flag given."
     cfg = load_config(args['config']) if args.get('config') else (base or RunConfig())
@@ -587,6 +628,7 @@ def config_from_args(args: dict, sections=tuple(SECTIONS), base: RunConfig | Non
     if bad: raise ConfigError(bad)
     return cfg
 
+# %% ../nbs/01_config.ipynb #a24c8e5d
 def parse_args(parser, argv, sections=tuple(SECTIONS), base: RunConfig | None = None):
     "(run config, the command's own switches) from `argv`; `base` is the config the flags change when there is no `--config`."
     args = vars(parser.parse_args(_normalise(argv)))
@@ -598,6 +640,7 @@ DEFAULT_SCALE = tuple(TrainConfig.scale)   # the RandomResizedCrop area range a 
 RESOLVED = ('epochs', 'batch_size', 'lr', 'wd', 'wd_params', 'jitter', 'lighting', 'shuffle_patches', 'val_resize',
             'eval_every', 'eval_from', 'extra_forward')   # the settings resolve_train fills in: never None in a resolved recipe
 
+# %% ../nbs/01_config.ipynb #a61fcaf1
 def resolve_train(cfg: TrainConfig, ipc, n_classes) -> TrainConfig:
     "The recipe a student of a set of `ipc` images per class and `n_classes` classes trains with: `cfg`, every `None` its protocol's default."
     d = protocol_info(cfg.protocol)['defaults'](cfg, ipc, n_classes)
@@ -606,16 +649,17 @@ def resolve_train(cfg: TrainConfig, ipc, n_classes) -> TrainConfig:
     scale = tuple(d.get('scale', cfg.scale)) if tuple(cfg.scale) == DEFAULT_SCALE else tuple(cfg.scale)   # a range given is kept
     return replace(cfg, scale=scale, **{n: d[n] if getattr(cfg, n) is None else getattr(cfg, n) for n in RESOLVED})
 
+# %% ../nbs/01_config.ipynb #7cc78877
 def unresolved(cfg: TrainConfig):
     "The settings of `cfg` that `resolve_train` would still fill in (none in a recipe it returned)."
     return [n for n in RESOLVED if getattr(cfg, n) is None]
-
 
 # %% ../nbs/01_config.ipynb #465687fd
 def encoder_of(f: FeatureConfig, model=None) -> str:
     "The encoder the feature settings `f` name, `auto` resolved: `vae` with a `model` (or a VAE of its own), else `pixel`; other values as given."
     return ('vae' if (model or f.vae) else 'pixel') if f.encoder == 'auto' else f.encoder
 
+# %% ../nbs/01_config.ipynb #3ce15c4f
 def too_few_images(sizes: dict, ipc, take_all=False):
     "The problem of the classes of `sizes` (class -> images) with no more images than `ipc`, naming them and what to do; None if none (or `take_all`)."
     small = [f'{c} ({n})' for c, n in sizes.items() if n <= ipc]
@@ -641,20 +685,24 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
 # %% ../nbs/01_config.ipynb #e17c2c82
 _DEVICE = re.compile(r'(cpu|mps|cuda(:\d+)?)')
 
+# %% ../nbs/01_config.ipynb #c4935bd3
 def _check_fields(c, rules):
     "Problems of one config: `rules` maps a field to (test, message)."
     return [(n, f'{msg}, got {getattr(c, n)!r}') for n, (ok, msg) in rules.items() if not ok(getattr(c, n))]
 
+# %% ../nbs/01_config.ipynb #7b1d0cde
 _pos = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1
 _opt_pos = lambda v: v is None or _pos(v)
 _in = lambda *xs: (lambda v: v in xs)
 _dev = lambda v: v is None or bool(_DEVICE.fullmatch(str(v)))
 
+# %% ../nbs/01_config.ipynb #746ebce4
 def _or(names):
     "The `names` in words: 'a, b or c'."
     n = list(names)
     return ' or '.join([', '.join(n[:-1]), n[-1]] if len(n) > 1 else n)
 
+# %% ../nbs/01_config.ipynb #cd598388
 def _data_problems(d: DataConfig):
     p = _check_fields(d, dict(dataset=(_in(*DATASETS), f"must be one of {', '.join(DATASETS)}"),
                               max_pixels=(lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, 'must be an integer >= 0 (0: no limit)')))
@@ -666,6 +714,7 @@ def _data_problems(d: DataConfig):
         elif not Path(d.prompts).is_file(): p.append(('prompts', f'{d.prompts} is not a file'))
     return p
 
+# %% ../nbs/01_config.ipynb #31054ef2
 def _feature_problems(f: FeatureConfig, model):
     p = _check_fields(f, dict(encoder=(_in('auto', 'vae', 'pixel'), "must be auto, vae or pixel"),
                               resolution=(_opt_pos, 'must be a positive integer or none'),
@@ -678,6 +727,7 @@ def _feature_problems(f: FeatureConfig, model):
        and f.discovery_resolution >= f.resolution: p.append(('discovery_resolution', f'must be below --resolution {f.resolution}'))
     return p
 
+# %% ../nbs/01_config.ipynb #d3a4a689
 def _discovery_problems(d: DiscoveryConfig):
     return _check_fields(d, dict(ipc=(_pos, 'must be >= 1'), n_neighbors=(lambda v: _pos(v) and v >= 2, 'must be >= 2'),
                                  min_cluster_size=(lambda v: _pos(v) and v >= 2, 'must be >= 2 (HDBSCAN)'),
@@ -705,6 +755,7 @@ def _generation_problems(g: GenerationConfig):
         p.append(('denoising_end', f'{g.denoising_end} < 1 needs --refiner to finish the schedule'))
     return p
 
+# %% ../nbs/01_config.ipynb #72c924ec
 def _training_problems(t: TrainConfig):
     num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
     p = _check_fields(t, dict(protocol=(_in(*PROTOCOLS), f'must be {_or(PROTOCOLS)}'),
@@ -734,12 +785,20 @@ def _training_problems(t: TrainConfig):
 # %% ../nbs/01_config.ipynb #c0de0102
 @patch
 def problems(self: DataConfig, run: RunConfig): return _data_problems(self)
+
+# %% ../nbs/01_config.ipynb #f937e102
 @patch
 def problems(self: FeatureConfig, run: RunConfig): return _feature_problems(self, run.generation.model)
+
+# %% ../nbs/01_config.ipynb #e08353f5
 @patch
 def problems(self: DiscoveryConfig, run: RunConfig): return _discovery_problems(self)
+
+# %% ../nbs/01_config.ipynb #08a58126
 @patch
 def problems(self: GenerationConfig, run: RunConfig): return _generation_problems(self)
+
+# %% ../nbs/01_config.ipynb #976a06c9
 @patch
 def problems(self: TrainConfig, run: RunConfig): return _training_problems(self)
 
@@ -747,6 +806,7 @@ def problems(self: TrainConfig, run: RunConfig): return _training_problems(self)
 WEIGHT_NAMES = ('diffusion_pytorch_model', 'model')   # a component's weight file, before .safetensors (diffusers, transformers)
 PICKLE_WEIGHTS = ('.bin', '.pt', '.pth', '.ckpt', '.pkl', '.bin.index.json')   # weights coda never opens: unpickling can run code
 
+# %% ../nbs/01_config.ipynb #d5999936
 def local_model_folder(ref, subfolder=None):
     "The folder on this machine holding the model `ref` (a folder, `coda:<name>`, or a hub id's copy in the Hugging Face cache), or None."
     if not ref: return None
@@ -778,6 +838,7 @@ def _weights_problem(folder):
                         'opens a pickle file, which can run code when it is opened')
     return None   # no weights at all: nothing to refuse here (a hub id's copy gets them when the run loads it)
 
+# %% ../nbs/01_config.ipynb #11b3fa8a
 def model_weight_problems(ref, flag='--model', subfolder=None):
     "Every component of the model `ref` whose weights coda would refuse, each as '<flag>: ...'; [] where `ref` is not on this machine."
     folder = local_model_folder(ref, subfolder)
@@ -848,6 +909,7 @@ def check_config(cfg: RunConfig, sections=tuple(SECTIONS)):
         out.append("--encoder: generation needs the representatives' VAE latents: use --encoder vae (or auto) with --model")
     return out
 
+# %% ../nbs/01_config.ipynb #8fc6a78a
 def validate(cfg: RunConfig, sections=tuple(SECTIONS)) -> RunConfig:
     "The resolved `cfg`, or `ConfigError` listing every problem."
     cfg = resolve_config(cfg)
@@ -860,13 +922,16 @@ DISTILL_SWITCHES = (('skip-eval', 'only distil; do not train students'),
                     ('plan', 'check everything (settings, dataset, models, teacher) and print what the run would do, without doing it'),
                     ('list-configs', 'list the recipes shipped with coda (the paper\'s settings), for --config NAME'))
 
+# %% ../nbs/01_config.ipynb #dbbaf7af
 def distill_parser():
     "The parser of `coda_distill`."
     return make_parser('coda_distill', 'Distil a dataset with CoDA (features, core discovery, guided generation), '
                        'train students on the result and write a report. Flags take - or _.', extra=DISTILL_SWITCHES)
 
+# %% ../nbs/01_config.ipynb #03cbb69e
 EVALUATE_SECTIONS = ('data', 'training')
 
+# %% ../nbs/01_config.ipynb #341468f8
 def evaluate_parser():
     "The parser of `coda_evaluate`."
     p = make_parser('coda_evaluate', 'Train students on the distilled sets of a finished coda_distill run (its saved settings, '
@@ -882,6 +947,7 @@ def export_sets():
     "The sets a run can hold, in the results table's order: the generated ones, then one per registered selection method."
     return ('coda', T2I, *(selection(n)['set_name'] for n in SELECTIONS))
 
+# %% ../nbs/01_config.ipynb #f04b4f96
 @dataclass
 class ExportConfig:
     "What `coda_export` writes, from which run, and where."
@@ -890,6 +956,7 @@ class ExportConfig:
     sets: tuple = ()                 # the sets to export, among coda, t2i, coda_core, random, kmeans; default (none given): every set the run has
     overwrite: bool = False          # replace an export folder that exists (the new one is written first, then swapped in)
 
+# %% ../nbs/01_config.ipynb #ccb1ee94
 def export_parser():
     "The parser of `coda_export`: a flag per field of `ExportConfig`."
     p = _Parser(prog='coda_export', argument_default=argparse.SUPPRESS,
@@ -902,6 +969,7 @@ def export_parser():
         p.add_argument(f'--{f.name}', dest=f.name, help=helps[f.name].replace('%', '%%'), **kw)
     return p
 
+# %% ../nbs/01_config.ipynb #f98a4871
 def parse_export(argv) -> ExportConfig:
     "The `ExportConfig` of `coda_export`'s arguments `argv`; `ConfigError` lists every bad value, each by its flag."
     args, types = vars(export_parser().parse_args(_normalise(argv))), _field_types(ExportConfig)

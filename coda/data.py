@@ -84,6 +84,7 @@ class _ImageNetNames:
     def label_names(self): return self._synsets
     def label_name_to_description(self, label): return self._lemmas[label]
 
+# %% ../nbs/02_data.ipynb #36f70068
 @functools.lru_cache(maxsize=1)
 def imagenet_info():
     "ImageNet-1K wnids (sorted) and descriptions, from timm's files (read without importing timm, which imports torch)."
@@ -94,6 +95,7 @@ def imagenet_info():
     from timm.data import ImageNetInfo
     return ImageNetInfo('imagenet-1k')
 
+# %% ../nbs/02_data.ipynb #aaea3db2
 def preset_wnids(preset):
     "The wnids of an ImageNet preset, in the preset's order."
     if preset == 'imagenet-1k': return list(imagenet_info().label_names())
@@ -101,6 +103,7 @@ def preset_wnids(preset):
         raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(list(IMAGENET_PRESETS) + ['imagenet-1k'])}")
     return list(IMAGENET_PRESETS[preset])
 
+# %% ../nbs/02_data.ipynb #f13f6646
 def wnid_prompt(wnid, info=None):
     "The prompt of an ImageNet class: the first synonym of its synset name."
     info = info or imagenet_info()
@@ -109,6 +112,7 @@ def wnid_prompt(wnid, info=None):
 # %% ../nbs/02_data.ipynb #186864d8
 IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff', '.gif', '.ppm', '.pgm'}
 
+# %% ../nbs/02_data.ipynb #bb7c00c0
 @dataclass
 class ClassInfo:
     "One class of a target dataset."
@@ -118,6 +122,7 @@ class ClassInfo:
     paths: list         # image files, sorted
     imagenet_index: int | None = None  # ImageNet-1K class index, for ImageNet presets
 
+# %% ../nbs/02_data.ipynb #14fedbef
 @dataclass
 class TargetDataset:
     "The classes of one split of a dataset, and the files skipped as unreadable."
@@ -139,12 +144,15 @@ class TargetDataset:
 class ImageTooLarge(ValueError):
     "An image with more pixels than the run's limit (found from its header: it is never decoded)."
 
+# %% ../nbs/02_data.ipynb #3080170d
 _MAX_PIXELS = [DataConfig.max_pixels]   # the process's limit: `set_max_pixels` sets it from the run's settings
 
+# %% ../nbs/02_data.ipynb #03951b42
 def set_max_pixels(n):
     "Set the pixel limit `load_rgb` and the listing's check apply in this process (0: none); the previous limit is returned."
     old, _MAX_PIXELS[0] = _MAX_PIXELS[0], int(n); return old
 
+# %% ../nbs/02_data.ipynb #d47ee637
 def _check_pixels(im, max_pixels=None):
     "Raise `ImageTooLarge` if the opened (not yet decoded) `im` has more pixels than the limit."
     n = _MAX_PIXELS[0] if max_pixels is None else max_pixels
@@ -153,12 +161,14 @@ def _check_pixels(im, max_pixels=None):
         raise ImageTooLarge(f'{w}x{h} = {w*h:,} pixels, over the limit of {n:,} (--max-pixels; 0: no limit): '
                             f'decoded it would take {w*h*3/2**30:.1f} GB')
 
+# %% ../nbs/02_data.ipynb #d5050a26
 def _draft(im, size):
     "Let the JPEG decoder scale the opened `im` by 1/2, 1/4 or 1/8, never below `size` (int or (w, h)): only where both sides are at least twice it."
     if size is None or im.format != 'JPEG': return
     w, h = (size, size) if isinstance(size, int) else size
     if min(im.size[0] // w, im.size[1] // h) >= 2: im.draft(None, (w, h))   # mode None: the mode is kept
 
+# %% ../nbs/02_data.ipynb #137d38c0
 def load_rgb(path, max_pixels=None, draft=None):
     "Open an image as RGB: greyscale, palette, CMYK and alpha images are converted; one over the pixel limit raises `ImageTooLarge` before it is decoded. `draft` (off by default): see below."
     with Image.open(path) as im:
@@ -169,6 +179,7 @@ def load_rgb(path, max_pixels=None, draft=None):
         if im.mode in ('P', 'LA', 'RGBA', 'PA') or 'transparency' in im.info: im = im.convert('RGBA')
         return im.convert('RGB')
 
+# %% ../nbs/02_data.ipynb #7eda7329
 def _unreadable(path, max_pixels=None):
     "None if `path` is an image within the pixel limit that decodes to its last pixel, else the reason."
     try:
@@ -177,6 +188,7 @@ def _unreadable(path, max_pixels=None):
         return None
     except Exception as e: return f'{type(e).__name__}: {e}'
 
+# %% ../nbs/02_data.ipynb #598e1436
 def _image_names(folder):
     "The names of the image files of `folder`, unsorted: folder entries only (no file is opened, nor stat'ed where the file system gives the type)."
     out = []
@@ -186,6 +198,7 @@ def _image_names(folder):
             if i > 0 and n[i:].lower() in IMAGE_EXTS and e.is_file(): out.append(n)
     return out
 
+# %% ../nbs/02_data.ipynb #5a7b5241
 def _image_files(folder):
     "The image files of `folder`, sorted."
     folder = Path(folder)
@@ -196,6 +209,7 @@ def split_dir(root, split) -> Path:
     "The folder of the split `split` of a dataset in `root` (`root` itself when `split` is None): where its class folders are."
     return Path(root) if split is None else Path(root)/split
 
+# %% ../nbs/02_data.ipynb #0a6205b1
 def _split_root(root, split):
     "`split_dir`, checked: a missing root or split folder is named, with the folders the root has."
     root = Path(root).expanduser()
@@ -208,10 +222,12 @@ def _split_root(root, split):
                                 f"Point root at the folder that holds '{split}/'.")
     return sr
 
+# %% ../nbs/02_data.ipynb #9ffe520c
 def _empty_classes(sr, empty, verify=False):
     return ValueError(f"class folder(s) with no {'readable ' if verify else ''}images under {shown(sr)}: {empty} "
                       f"(extensions read: {' '.join(sorted(IMAGE_EXTS))}). Add images or remove the folder.")
 
+# %% ../nbs/02_data.ipynb #4a098aee
 def _preset_classes(root, split, preset):
     "The split folder and the wnids of `preset`, each checked to be a folder of it (an unknown preset is named first)."
     wnids = preset_wnids(preset)
@@ -223,12 +239,14 @@ def _preset_classes(root, split, preset):
                                 "The presets are cut from the ImageNet-1K train/val folders (one folder per wnid).")
     return sr, wnids
 
+# %% ../nbs/02_data.ipynb #afab6faa
 def _folder_classes(sr):
     "The class folders of the split folder `sr`, sorted."
     ids = sorted(p.name for p in sr.iterdir() if p.is_dir() and not p.name.startswith('.'))
     if not ids: raise ValueError(f'{shown(sr)} has no class subfolders; expected <class>/<image files>')
     return ids
 
+# %% ../nbs/02_data.ipynb #ad0d2a58
 def _list_classes(sr, ids, prompts, imagenet_idx=None, verify=False, workers=8):
     "List the images of classes `ids` (folder names under `sr`); `verify`: open each, skipping unreadable ones."
     files = {c: _image_files(sr/c) for c in ids}
@@ -265,10 +283,12 @@ def _text(name):
     try: return name.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace')
     except UnicodeEncodeError: return name.encode('utf-8', 'replace').decode('utf-8')
 
+# %% ../nbs/02_data.ipynb #562cb9d9
 def folder_prompt(name):
     "Default prompt of a class folder: its name with `_` and `-` as spaces (a byte that is not UTF-8 as U+FFFD)."
     return ' '.join(_text(name).replace('_', ' ').replace('-', ' ').split())
 
+# %% ../nbs/02_data.ipynb #b8a4f632
 def list_imagefolder(root, split=None, prompts=None, verify=False):
     "List a folder of class subfolders (`<root>[/<split>]/<class>/*`); `prompts` maps folder -> prompt (dict or JSON file)."
     sr = _split_root(root, split)
@@ -285,10 +305,12 @@ def list_imagefolder(root, split=None, prompts=None, verify=False):
 DIGITS_SIZE = 32
 DIGIT_WORDS = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine')   # the classes' prompts: 'the digit three'
 
+# %% ../nbs/02_data.ipynb #43dc1767
 def coda_home():
     "Where coda keeps data it makes (`$CODA_HOME`, default `~/.cache/coda`)."
     return Path(os.environ.get('CODA_HOME', '~/.cache/coda')).expanduser()
 
+# %% ../nbs/02_data.ipynb #bda34dbf
 def make_digits_folder(root=None, size=DIGITS_SIZE, val_frac=0.2, seed=0):
     "Write scikit-learn's digits as `<root>/{train,val}/<digit>/<idx>.png` once (atomically); returns `root`."
     from sklearn.datasets import load_digits
@@ -321,6 +343,7 @@ def make_digits_folder(root=None, size=DIGITS_SIZE, val_frac=0.2, seed=0):
         raise
     return root
 
+# %% ../nbs/02_data.ipynb #492d7a1e
 def list_digits(root=None, split='train', verify=False):
     "List the digits demo dataset (made on first use)."
     root = make_digits_folder(root)
@@ -347,10 +370,12 @@ def dataset_root(cfg: DataConfig):
     if cfg.root is None: raise ValueError(f"--root is needed for --dataset {cfg.dataset} (the dataset folder)")
     return Path(cfg.root).expanduser()
 
+# %% ../nbs/02_data.ipynb #4b7ba609
 def _split_name(cfg: DataConfig, split):
     "The folder name of the split 'train' or 'val' of `cfg` (any other name is taken as it is)."
     return {'train': cfg.train_split, 'val': cfg.val_split}.get(split, split)
 
+# %% ../nbs/02_data.ipynb #976d999a
 def list_dataset(cfg: DataConfig, split='train', verify=False):
     "List the `split` ('train' or 'val') of the dataset `cfg` names; `verify`: open every image, skipping unreadable ones."
     sp = _split_name(cfg, split)
@@ -360,6 +385,7 @@ def list_dataset(cfg: DataConfig, split='train', verify=False):
     if cfg.prompts: raise ValueError('--prompts is for --dataset folder only; ImageNet presets use the synset names')
     return list_imagenet(root, cfg.dataset, sp, verify)
 
+# %% ../nbs/02_data.ipynb #8077681d
 def count_images(cfg: DataConfig, split='train') -> dict:
     "Class id -> number of image files in the `split` of `cfg`'s dataset: `list_dataset`'s checks without building the listing (what `--plan` needs)."
     sp = _split_name(cfg, split)
@@ -374,6 +400,7 @@ def count_images(cfg: DataConfig, split='train') -> dict:
 SPLITS = ('train', 'val')
 _LISTING_FIX = 'the next coda_distill run lists the dataset again'
 
+# %% ../nbs/02_data.ipynb #fbd4b534
 def listing_config(cfg: DataConfig):
     "The settings the listing records: the dataset's, without where it lives; a prompt file by its content."
     prompts = cfg.prompts
@@ -383,12 +410,14 @@ def listing_config(cfg: DataConfig):
     return dict(dataset=cfg.dataset, prompts=prompts, train_split=cfg.train_split, val_split=cfg.val_split,
                 verify_images=cfg.verify_images, max_pixels=cfg.max_pixels)
 
+# %% ../nbs/02_data.ipynb #d77badcb
 def folder_times(split_root):
     "The modification time (ns) of a split folder ('.') and of each of its subfolders."
     sr = Path(split_root)
     with os.scandir(sr) as it: t = {e.name: e.stat().st_mtime_ns for e in it if e.is_dir()}
     return {'.': sr.stat().st_mtime_ns, **t}
 
+# %% ../nbs/02_data.ipynb #28142283
 def listing_json(ds: TargetDataset, times: dict):
     "A listing as JSON: classes with their file names (relative to the class folder) and folder times, skipped files relative to the split."
     sr = split_dir(ds.root, ds.split)
@@ -397,6 +426,7 @@ def listing_json(ds: TargetDataset, times: dict):
     skipped = [[Path(p).relative_to(sr).as_posix(), why] for p, why in ds.skipped]
     return dict(split=ds.split, mtime_ns=times['.'], classes=classes, skipped=skipped)
 
+# %% ../nbs/02_data.ipynb #9fa2600f
 def listing_from_json(d: dict, root) -> TargetDataset:
     "The `TargetDataset` of a listing, with paths under `root` (the dataset's folder now)."
     sr = split_dir(root, d['split'])
@@ -406,6 +436,7 @@ def listing_from_json(d: dict, root) -> TargetDataset:
         classes.append(ClassInfo(c['id'], c['index'], c['prompt'], [cd/f for f in c['files']], c['imagenet_index']))
     return TargetDataset(Path(root), d['split'], classes, [(str(sr/i), why) for i, why in d['skipped']])
 
+# %% ../nbs/02_data.ipynb #45d41604
 def listing_changes(d: dict, root):
     "The folders of a listing whose modification time changed since it was made (an empty list: it is current)."
     sr = split_dir(root, d['split'])
@@ -429,6 +460,7 @@ def _current(st, cfg, root, overwrite):
         else: keep[sp] = d
     return keep, changed
 
+# %% ../nbs/02_data.ipynb #b011dc3a
 def _other_versions(st):
     "The version lines if the listing on disk is of these settings but was made with other library versions (it is then listed again)."
     try: r = st.record()
@@ -436,6 +468,7 @@ def _other_versions(st):
     if r is None or st._key(r, versions=False) != st._key(st.identity(), versions=False): return []
     return st.version_problems(r)
 
+# %% ../nbs/02_data.ipynb #753d41db
 def _make_listing(cfg, folder, overwrite, check):
     st = Stage(folder, 'data', listing_config(cfg), fix=_LISTING_FIX)
     root = dataset_root(cfg)
@@ -463,6 +496,7 @@ def _make_listing(cfg, folder, overwrite, check):
         st.finish(SPLITS, **{sp: dict(classes=len(s.classes), images=s.n_images, skipped=len(s.skipped)) for sp, s in sets.items()})
     return sets
 
+# %% ../nbs/02_data.ipynb #566edd65
 def list_run(cfg: DataConfig, folder, overwrite=False, proc: Process = None, check=None) -> dict:
     "The train and val listings of `cfg`'s dataset (split -> `TargetDataset`): the run's `data` stage in `folder`, made once and reused while the dataset's folders are unchanged."
     proc = proc or current_process()
@@ -480,6 +514,7 @@ def list_run(cfg: DataConfig, folder, overwrite=False, proc: Process = None, che
         if check is not None: check(sets)
     return sets
 
+# %% ../nbs/02_data.ipynb #a0443adc
 def _current_listing(cfg: DataConfig, folder):
     "(split -> listing JSON, dataset root) of the run's listing in `folder` if it is complete, of `cfg`'s settings and current, else None (nothing is written)."
     try:
@@ -488,11 +523,13 @@ def _current_listing(cfg: DataConfig, folder):
     except (OSError, ValueError): return None
     return (keep, root) if len(keep) == len(SPLITS) else None
 
+# %% ../nbs/02_data.ipynb #02e7cac9
 def read_listing(cfg: DataConfig, folder):
     "The run's listing in `folder` if it is complete, of `cfg`'s settings and current, else None (nothing is written)."
     cur = _current_listing(cfg, folder)
     return None if cur is None else {sp: listing_from_json(d, cur[1]) for sp, d in cur[0].items()}
 
+# %% ../nbs/02_data.ipynb #6cc65804
 def listing_counts(cfg: DataConfig, folder):
     "Split -> class id -> number of images, from the run's listing in `folder` if it is current (else None); builds no paths."
     cur = _current_listing(cfg, folder)

@@ -56,6 +56,7 @@ def _col_stats(X, s1, corr, s2):
             corr[j] += t
             s2[j] += t * t
 
+# %% ../nbs/04_discovery.ipynb #698d9edd
 @numba.njit(cache=True, nogil=True)
 def _round_f16(v, b):
     "float32 values `v` (`b`: the same memory as uint32) rounded in place to float16, as numpy's cast: half to even, beyond 65504 inf."
@@ -70,6 +71,7 @@ def _round_f16(v, b):
             r = (a + np.uint32(0xfff) + ((a >> np.uint32(13)) & np.uint32(1))) & np.uint32(0xffffe000)
             b[j] = (np.uint32(0x7f800000) if r > np.uint32(0x477fe000) else r) | s
 
+# %% ../nbs/04_discovery.ipynb #fa2083e9
 @numba.njit(cache=True, nogil=True)
 def _col_scale(X, mean, scale, out):
     "StandardScaler's float16 transform `(x - mean) / scale` (mean, scale: float16 values): each operation in float32, rounded to float16."
@@ -83,6 +85,7 @@ def _col_scale(X, mean, scale, out):
         _round_f16(t, tb)
         for j in range(d): out[i, j] = t[j]
 
+# %% ../nbs/04_discovery.ipynb #d8c735c7
 def standardize_exact(X, chunk=1024):
     "sklearn's `StandardScaler` fitted on the class in the input's dtype (float16 for a store), as float32, bit for bit; fast for float16."
     X = np.asarray(X)
@@ -128,6 +131,7 @@ def _pairwise_blocked(X, out, block):
                 out[i, j] = _umap_euclidean(X[i], y)
     return out
 
+# %% ../nbs/04_discovery.ipynb #72e4ee79
 def umap_distance_matrix(X32, block=16):
     "The all-pairs distance matrix umap-learn computes for small data (float32, symmetric, zero diagonal), bit for bit."
     X32 = np.ascontiguousarray(X32, dtype=np.float32)
@@ -144,6 +148,7 @@ def _pair_dists(X, rows, cols, out):
         out[p] = 0.0 if i == j else _umap_euclidean(X[i], X[j])
     return out
 
+# %% ../nbs/04_discovery.ipynb #6da45264
 def _pair_order(rows, cols, n, tile=16):
     """An order of the pairs (rows[p], cols[p]) that reads each row from memory few times: the rows renumbered along the
     pairs' graph (reverse Cuthill-McKee: pairs near the diagonal), then the pairs visited in tiles of `tile` x `tile`."""
@@ -155,6 +160,7 @@ def _pair_order(rows, cols, n, tile=16):
     lo, hi = np.minimum(pos[rows], pos[cols]), np.maximum(pos[rows], pos[cols])
     return np.lexsort((hi, lo, hi // tile, lo // tile))
 
+# %% ../nbs/04_discovery.ipynb #e9cc0ac3
 def _gram_sq_dists(X, chunk=4096):
     "Squared distances from a float32 Gram matrix (BLAS, `chunk` dimensions at a time, summed in float64), and the squared norms."
     G = np.zeros((len(X), len(X)))
@@ -164,6 +170,7 @@ def _gram_sq_dists(X, chunk=4096):
     sq = np.diag(G).copy()
     return sq[:, None] + sq[None, :] - 2 * G, sq
 
+# %% ../nbs/04_discovery.ipynb #68b25f60
 def umap_knn(X32, k, margin=10, chunk=4096, stats=None):
     """umap-learn's k nearest neighbours (indices int32, distances float32; each point first) of the rows of `X32`, as
     `fast_knn_indices` on umap's all-pairs matrix gives them, bit for bit, from a Gram matrix and k + `margin` exact distances per row."""
@@ -212,6 +219,7 @@ def _quiet():
     warnings.filterwarnings('ignore', category=FutureWarning)
     return w
 
+# %% ../nbs/04_discovery.ipynb #9cbdc5cf
 def standardize_fast(X, chunk=8192):
     "Per-dimension z-score in float32 (constant dimensions: scale 1, as StandardScaler), a block of columns at a time."
     X = np.asarray(X)
@@ -224,6 +232,7 @@ def standardize_fast(X, chunk=8192):
         out[:, c:c + chunk] = x / sd
     return out
 
+# %% ../nbs/04_discovery.ipynb #3e86b536
 def _gram_knn(Xs, k, seed=42, n_proj=64):
     """Fast mode: distances from one float32 Gram matrix (BLAS), their k nearest neighbours, and a seeded Gaussian
     random projection of the data to `n_proj` dimensions (UMAP uses the data only to lay out a disconnected graph)."""
@@ -240,6 +249,7 @@ def _gram_knn(Xs, k, seed=42, n_proj=64):
     P = np.random.default_rng(seed).standard_normal((Xs.shape[1], n_proj), dtype=np.float32) / np.sqrt(n_proj)
     return idx, dist, np.ascontiguousarray(Xs @ P)
 
+# %% ../nbs/04_discovery.ipynb #53c50116
 def _pca_init(P, nc):
     "Fast mode's UMAP initialisation: the first `nc` principal components of `P` (one thread: the same on any machine)."
     from threadpoolctl import threadpool_limits
@@ -247,11 +257,13 @@ def _pca_init(P, nc):
     with threadpool_limits(1): U, S, _ = np.linalg.svd(P, full_matrices=False)
     return np.ascontiguousarray(U[:, :nc] * S[:nc], dtype=np.float32)
 
+# %% ../nbs/04_discovery.ipynb #7ac73b07
 @functools.lru_cache
 def _ab_params(spread, min_dist):
     from umap.umap_ import find_ab_params
     return find_ab_params(spread, min_dist)
 
+# %% ../nbs/04_discovery.ipynb #287ec230
 def umap_fit(Xs, knn_indices, knn_dists, n_neighbors, n_components=50, seed=42, n_epochs=None, init='spectral'):
     """`UMAP(n_components=n_components, n_neighbors=n_neighbors, min_dist=0.0, random_state=seed, n_epochs=n_epochs,
     init=init, precomputed_knn=(knn_indices, knn_dists, None)).fit_transform(Xs)`, bit for bit, for more than
@@ -275,6 +287,7 @@ def umap_fit(Xs, knn_indices, knn_dists, n_neighbors, n_components=50, seed=42, 
     E[np.asarray(graph.sum(axis=1)).ravel() == 0] = np.nan   # fit's mark for points that lost every edge
     return E
 
+# %% ../nbs/04_discovery.ipynb #cdd18e0d
 def _embed_steps(X, n_neighbors=15, n_components=50, seed=42, mode='exact', fast_epochs=30, fast_dims=4096, notes=None):
     """`embed` in two steps: this call does the work on the data (standardising, the neighbours); the function it
     returns does the layout (UMAP's graph, initialisation and epochs)."""
@@ -304,15 +317,16 @@ def _embed_steps(X, n_neighbors=15, n_components=50, seed=42, mode='exact', fast
     idx, dist = umap_knn(Xs, n_neighbors)
     return lambda: _quietly(lambda: umap_fit(Xs, idx, dist, n_neighbors, nc, seed))
 
+# %% ../nbs/04_discovery.ipynb #c90b43e6
 def _quietly(f):
     w = _quiet()
     try: return f()
     finally: w.__exit__(None, None, None)
 
+# %% ../nbs/04_discovery.ipynb #7d64e3af
 def embed(X, n_neighbors=15, n_components=50, seed=42, mode='exact', fast_epochs=30, fast_dims=4096, notes=None):
     "The UMAP embedding (n, n_components) float32 of one class's features, as the published code computes it (`mode='exact'`), or approximately (`'fast'`)."
     return _embed_steps(X, n_neighbors, n_components, seed, mode, fast_epochs, fast_dims, notes)()
-
 
 # %% ../nbs/04_discovery.ipynb #700eca8b
 @dataclass
@@ -323,9 +337,13 @@ class _Cluster:
     origin: str
     def __post_init__(self): self.size = int(self.mask.sum())
 
+# %% ../nbs/04_discovery.ipynb #099dec9b
 def _by_size(cs): return sorted(cs, key=lambda c: c.size, reverse=True)   # stable: ties keep their order
+
+# %% ../nbs/04_discovery.ipynb #2beff4e1
 def _keep_largest(clusters, k): return {c.id: c for c in _by_size(clusters.values())[:k]}
 
+# %% ../nbs/04_discovery.ipynb #0f4e2624
 def _hdbscan(E, min_cluster_size, min_samples):
     "Labels and membership probabilities of `hdbscan.HDBSCAN(min_cluster_size, min_samples)`; all noise when there are too few points."
     import hdbscan
@@ -333,6 +351,7 @@ def _hdbscan(E, min_cluster_size, min_samples):
     h = hdbscan.HDBSCAN(min_cluster_size=int(min_cluster_size), min_samples=min_samples).fit(E)
     return h.labels_, h.probabilities_
 
+# %% ../nbs/04_discovery.ipynb #8e1e213f
 def _kmeans(E, **kw):
     from sklearn.cluster import KMeans
     from threadpoolctl import threadpool_limits
@@ -377,6 +396,7 @@ def _nearest(E, rows, centre):
     from sklearn.metrics.pairwise import euclidean_distances
     return int(rows[np.argmin(euclidean_distances(E[rows], centre.reshape(1, -1)))])
 
+# %% ../nbs/04_discovery.ipynb #b45e208f
 def _representatives(E, clusters, prob0, notes):
     """One real point per cluster, in the clusters' order: an initial cluster its most probable member, a split or
     k-means cluster its member nearest the centre; a fill (or empty) cluster the unchosen point nearest its centre."""
@@ -408,6 +428,7 @@ def _forced_split(E, clusters, ipc, s, min_samples, ids, notes):
         work.pop(0)
     return True
 
+# %% ../nbs/04_discovery.ipynb #bad425b3
 def _fill(E, clusters, ipc, prob0, ids, notes):
     "Where the published code crashes: k-means on all points that are no representative yet, one cluster per missing place."
     r = ipc - len(clusters)
@@ -491,6 +512,7 @@ def discover_core(X, ipc, n_neighbors=15, min_cluster_size=5, min_samples=3, n_c
     "CoDA's core discovery for one class's features `X` (n, d): `ipc` distinct representative rows and how they were found."
     return _discover_steps(X, ipc, n_neighbors, min_cluster_size, min_samples, n_components, seed, mode, take_all)()
 
+# %% ../nbs/04_discovery.ipynb #eb49b515
 def _discover_steps(X, ipc, n_neighbors, min_cluster_size, min_samples, n_components, seed, mode, take_all):
     "`discover_core` in two steps: this call does the work on the data, the function it returns the layout and clustering."
     n = len(X)
@@ -524,6 +546,7 @@ def select_random(n, ipc, seed=42, class_index=0):
     "IPC distinct rows drawn at random (seeded per class)."
     return np.random.default_rng([seed, class_index]).choice(n, ipc, replace=False).astype(np.int64)
 
+# %% ../nbs/04_discovery.ipynb #c2e9ab49
 def select_kmeans(X, ipc, seed=42):
     "D4M-style prototypes: the real rows nearest to the `ipc` k-means centres, distinct."
     from sklearn.metrics.pairwise import euclidean_distances
@@ -542,6 +565,7 @@ def pick_random(X, ipc, seed=42, class_index=0):
     "The `random` selection's builder: `select_random` of the class's rows."
     return select_random(len(X), ipc, seed, class_index)
 
+# %% ../nbs/04_discovery.ipynb #7909542e
 def pick_kmeans(X, ipc, seed=42, class_index=0):
     "The `kmeans` selection's builder: `select_kmeans` of the class's features."
     return select_kmeans(X, ipc, seed)
@@ -567,11 +591,13 @@ def _peak_rss_mb():
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
+# %% ../nbs/04_discovery.ipynb #311775c4
 def _method(name):
     "(builder, whether it is a two-step one, the settings it reads) of the selection method `name`: what a worker needs of it."
     s = selection(name)
     return SELECTIONS.get(name), s['steps'], s['settings']
 
+# %% ../nbs/04_discovery.ipynb #2c4fd719
 def _picks(idx, ipc, n, method, class_id):
     "The rows a selection method's builder returned, as int64, or ValueError saying what is wrong with them."
     idx = np.asarray(idx)
@@ -581,12 +607,15 @@ def _picks(idx, ipc, n, method, class_id):
                          f'in [0, {n}), got {idx.tolist()[:20]}')
     return idx.astype(np.int64)
 
+# %% ../nbs/04_discovery.ipynb #802b06b2
 def _select(folder, class_id, class_index, cfg: dict, threads, how=None):
     "Worker: the picks of one class, its map (coda), and what it cost (seconds, peak RSS in MB, worker's process id)."
     return _select_steps(folder, class_id, class_index, cfg, threads, how)()
 
+# %% ../nbs/04_discovery.ipynb #9ec35ab1
 def _threads(k): numba.set_num_threads(max(1, min(k, numba.config.NUMBA_NUM_THREADS)))   # this thread's numba threads
 
+# %% ../nbs/04_discovery.ipynb #007dc959
 def _select_steps(folder, class_id, class_index, cfg: dict, threads, how=None):
     "`_select` in two steps: this call loads the class and does the work on its data, the function it returns the rest."
     pick, steps, settings = how or _method(cfg['method'])
@@ -617,6 +646,7 @@ def _select_steps(folder, class_id, class_index, cfg: dict, threads, how=None):
     res = class_id, out, mp, dict(seconds=time.time() - t0, peak_rss_mb=_peak_rss_mb(), worker=os.getpid())
     return lambda: res
 
+# %% ../nbs/04_discovery.ipynb #ef8acde3
 def _pipelined(folder, items, cfg: dict, threads, how=None):
     """`_select` of each (class id, class index) of `items` in one process with `threads` cores: a class's data work
     (BLAS, and numba code that lets go of the GIL) runs in a helper thread, one thread each, while this thread does
@@ -650,6 +680,7 @@ def _write_class(st, cls, ids, res, mp, store, cfg, latents_of):
                                            ipc=cfg['ipc'], image_ids=[ids[i] for i in idx], images=names, **res))
     return Built(cid, [f'{cid}.json'] + files, dict(n=len(idx)))
 
+# %% ../nbs/04_discovery.ipynb #2e2bc58b
 def _latents(store, model, device):
     "cls, rows -> the rows' latents, float32 (k, C, H, W): from the store, or encoded again at full resolution (cheap discovery features)."
     c, enc = store.config, {}
@@ -677,6 +708,7 @@ def _open_store(store_dir, proc):
     if err is not None: raise err
     return store or load_feature_store(store_dir, check=False)
 
+# %% ../nbs/04_discovery.ipynb #8a219a21
 def _check_dataset(store, store_dir, ds, cfg):
     missing = [c.id for c in ds.classes if c.id not in store.class_ids]
     if missing: raise ArtefactError(f'classes {missing[:10]} of the dataset are not in the feature store {store_dir}; build the store for this dataset')
@@ -686,6 +718,7 @@ def _check_dataset(store, store_dir, ds, cfg):
                                 f'({len(c.paths)} vs {len(store.image_ids(c.id))}); rebuild the store (--overwrite)')
     if (few := too_few_images({c.id: len(c.paths) for c in ds.classes}, cfg.ipc, cfg.take_all)): raise ValueError(few)
 
+# %% ../nbs/04_discovery.ipynb #d800b34c
 def _gathered(proc, x):
     "`x` of every process of a launched run, in rank order, on the main process (a collective: every process calls it); else `[x]`."
     if proc.state is None or proc.world == 1: return [x]
@@ -693,6 +726,7 @@ def _gathered(proc, x):
     xs = gather_object([x])
     return xs if proc.is_main else []
 
+# %% ../nbs/04_discovery.ipynb #05bfd0a7
 def _workers(n_jobs, n_classes):
     "(worker processes, numba threads per worker) for this process: its share of the machine's cores."
     local = max(1, int(os.environ.get('LOCAL_WORLD_SIZE', '1')))
@@ -746,6 +780,7 @@ class CoreClass(NamedTuple):
     image_ids: list
     latents: np.ndarray | None   # (ipc, C, H, W) float32 for VAE stores, else None
 
+# %% ../nbs/04_discovery.ipynb #7e9e527b
 def load_core_set(folder):
     "The classes of a finished core set, in the dataset's class order."
     folder = Path(folder)

@@ -32,6 +32,7 @@ class RunStage:
     folder: str
     build: Callable | None = None   # build(cfg, handed, dirs, proc, show_progress); None: made outside distill's loop (the listing, the evaluation, the report)
 
+# %% ../nbs/08_distill.ipynb #37bad7cd
 @dataclass
 class Handed:
     "What a stage of `distill` hands the next in memory, beside its folder on disk."
@@ -39,6 +40,7 @@ class Handed:
     store: object = None   # the FeatureStore the features stage opened (and so checked): discovery does not hash it again
     pipe: object = None    # the text-to-image pipeline, loaded by the first generation stage for the next
 
+# %% ../nbs/08_distill.ipynb #368be748
 STAGES = Registry('stage')   # kind -> stages(cfg) -> [RunStage] (cfg None: every stage folder a run may have); meta: section (the settings
                              # it reads), plan(cfg, listing) -> its lines, figures(cfg, dirs) -> {file: figure}, rewritten (a folder of no record)
 
@@ -47,18 +49,22 @@ def run_stages(cfg: RunConfig | None = None):
     "(kind, RunStage) of each stage of a run of `cfg`, in order, as `STAGES` declares them; `cfg` None: every stage folder a run may have."
     return [(kind, s) for kind in STAGES for s in STAGES.get(kind)(cfg)]
 
+# %% ../nbs/08_distill.ipynb #8b96073d
 def stage_dirs(out):
     "The folder of each stage a run in `out` may have, as `STAGES` declares them: one per registered selection method among them."
     return {s.folder: Path(out)/s.folder for _, s in run_stages()}
 
+# %% ../nbs/08_distill.ipynb #7e1f33d8
 def selected(cfg: RunConfig):
     "The selection methods of real images a run makes sets with: CoDA's core discovery, then the selections among its baselines."
     return ['coda', *(b for b in cfg.baselines if b in SELECTIONS and selection(b)['baseline'])]
 
+# %% ../nbs/08_distill.ipynb #cfa82375
 def set_names(cfg: RunConfig):
     "Name -> discovery folder key of the sets a run selects: CoDA's core set and each selection baseline."
     return {selection(m)['set_name']: selection(m)['folder'] for m in selected(cfg)}
 
+# %% ../nbs/08_distill.ipynb #9ba00d72
 def generated_names(cfg: RunConfig):
     "Name -> stage folder key of the sets a run generates: `coda` (aligned) and, as a baseline, `t2i` (unguided); none without a model."
     if not cfg.generation.model: return {}
@@ -74,6 +80,7 @@ def data_record(cfg: RunConfig, ds: TargetDataset):
     d = jsonable(cfg.data); d.pop('root')
     return dict(settings=d, classes=len(ds.classes), images=ds.n_images, listing_sha256=h.hexdigest())
 
+# %% ../nbs/08_distill.ipynb #04617cfe
 def upstream_of(*folders):
     "The records (stage, config, upstream) of finished stage folders, by stage folder name."
     return {Path(f).name: Stage(f, None, None).record_identity() for f in folders}
@@ -84,6 +91,7 @@ def check_class_sizes(ds: TargetDataset, cfg: RunConfig):
     few = too_few_images({c.id: len(c.paths) for c in ds.classes}, cfg.discovery.ipc, cfg.discovery.take_all)
     if few: raise ConfigError([few])
 
+# %% ../nbs/08_distill.ipynb #b64b7e5b
 def check_class_agreement(train_ids, val_ids):
     "Refuse (ConfigError) a validation split whose classes are not the training split's (evaluation would fail after every other stage)."
     tr, va = set(train_ids), set(val_ids)
@@ -91,7 +99,6 @@ def check_class_agreement(train_ids, val_ids):
     if va - tr: probs.append(f'--root: {len(va - tr)} validation class(es) have no training images ({", ".join(sorted(va - tr)[:5])}): add them to train or remove them from val')
     if tr - va: probs.append(f'--root: {len(tr - va)} training class(es) have no validation images ({", ".join(sorted(tr - va)[:5])}): add them to val or remove them from train')
     if probs: raise ConfigError(probs)
-
 
 # %% ../nbs/08_distill.ipynb #2bbf4f6d
 @contextlib.contextmanager
@@ -114,6 +121,7 @@ def run_log(out, proc, stderr=False):
         for h in hs: log.removeHandler(h); h.close()
         log.setLevel(lvl)
 
+# %% ../nbs/08_distill.ipynb #a329a19e
 @contextlib.contextmanager
 def timed(name, timings):
     "Log how long stage `name` took and keep it in `timings` (timings go to `timings.json`, never into an artefact)."
@@ -124,12 +132,14 @@ def timed(name, timings):
 # %% ../nbs/08_distill.ipynb #042c6b62
 GENERATION_OFF = 'not run: no text-to-image model given; pass --model <local folder or hub id> to generate'
 
+# %% ../nbs/08_distill.ipynb #0ecb72c8
 def _features(cfg, handed: Handed, dirs, proc, show):
     from coda.features import build_feature_store, readable_dataset
     handed.store = build_feature_store(handed.ds, dirs['features'], cfg.features, model=cfg.generation.model,
                                        upstream=dict(data=data_record(cfg, handed.ds)), overwrite=cfg.overwrite, proc=proc, show_progress=show)
     if handed.store is not None: handed.ds = readable_dataset(handed.ds, handed.store)   # later stages leave out what it could not read
 
+# %% ../nbs/08_distill.ipynb #30eb2a86
 def _discovery(method, key):
     def run(cfg, handed: Handed, dirs, proc, show):
         from coda.discovery import build_core_set
@@ -139,10 +149,12 @@ def _discovery(method, key):
                               proc=proc, show_progress=show)
     return run
 
+# %% ../nbs/08_distill.ipynb #5ad45096
 def generation_config(cfg: RunConfig, key):
     "The generation settings of the stage `key`: the run's for `generation`, the same with gamma 0 (unguided) for `t2i`."
     return replace(cfg.generation, gamma=0.0) if key == T2I else cfg.generation
 
+# %% ../nbs/08_distill.ipynb #8a6b5e2f
 def _generation(key):
     def run(cfg, handed: Handed, dirs, proc, show):
         from coda.generation import load_pipeline, load_refiner, generate
@@ -155,6 +167,7 @@ def _generation(key):
                         overwrite=cfg.overwrite, proc=proc, show_progress=show)
     return run
 
+# %% ../nbs/08_distill.ipynb #649b0ca2
 def distill_stages(cfg: RunConfig):
     "The stages `distill` runs for `cfg`, in order: (name, build(cfg, handed, dirs, proc, show_progress))."
     return [(s.name, s.build) for _, s in run_stages(cfg) if s.build is not None]
@@ -173,6 +186,7 @@ def _run_stages(cfg, ds, dirs, proc, show_progress, timings):
         save_json(out/'timings.json', dict(distill=timings))
     proc.barrier()
 
+# %% ../nbs/08_distill.ipynb #ca22e6ea
 def distill(cfg: RunConfig, proc=None, show_progress=True, log_to_stderr=False):
     "Validate `cfg`, then run its stages (features, core discovery for CoDA and the baselines, generation); returns the stage folders."
     cfg = validate(cfg)
@@ -184,6 +198,7 @@ def distill(cfg: RunConfig, proc=None, show_progress=True, log_to_stderr=False):
             _run_stages(cfg, ds, dirs, proc, show_progress, timings)
     return dirs
 
+# %% ../nbs/08_distill.ipynb #9c3e619c
 def readable_train(cfg: RunConfig, train: TargetDataset):
     "The training split without the images the run's feature store could not read (as listed when there is no store)."
     from coda.features import load_feature_store, readable_dataset
@@ -191,6 +206,7 @@ def readable_train(cfg: RunConfig, train: TargetDataset):
     except ArtefactError: return train
     return readable_dataset(train, store)
 
+# %% ../nbs/08_distill.ipynb #aea42eb5
 def _saved_config(cfg):
     "The config as saved in the run folder: without the folder's own path, so that a copied or moved run stays the same."
     d = jsonable(cfg); d.pop('out'); d.pop('overwrite')
@@ -203,21 +219,25 @@ class Listing(NamedTuple):
     val: dict
     how: str
 
+# %% ../nbs/08_distill.ipynb #16df3184
 def _plan_data(cfg, c: Listing):
     sizes = list(c.train.values())
     return [f"data: {cfg.data.dataset}, {len(sizes)} classes, {sum(sizes):,} training images ({min(sizes)}-{max(sizes)} a class), "
             f"{sum(c.val.values()):,} validation images ({c.how})"]
 
+# %% ../nbs/08_distill.ipynb #0cff0414
 def _feature_dim(cfg):
     shape = _feature_shape(cfg)
     return None if shape is None else shape[0] * shape[1] * shape[2]
 
+# %% ../nbs/08_distill.ipynb #17170143
 def _plan_features(cfg, c: Listing):
     k, n, dim, d = len(c.train), sum(c.train.values()), _feature_dim(cfg), cfg.discovery
     store = '? (the model is not local)' if dim is None else f'{_gb(n * dim * 2)} (float16, {dim:,} numbers an image)'
     return [f'features: {n:,} {cfg.features.encoder} encodes, feature store {store}'
             + (f', then {k * d.ipc:,} encodes of the picks at full resolution' if cfg.features.discovery_resolution else '')]
 
+# %% ../nbs/08_distill.ipynb #91f6169a
 def _plan_discovery(cfg, c: Listing):
     k, nmax, dim = len(c.train), max(c.train.values()), _feature_dim(cfg)
     cls = None if dim is None else nmax * dim * 6 + nmax * nmax * 8   # a class: float16 features, float32 standardised copy, pair distances
@@ -226,6 +246,7 @@ def _plan_discovery(cfg, c: Listing):
     return [f'discovery: {k} classes x {1 + len(sel)} selections (CoDA, {", ".join(sel) or "no baseline"}); '
             f'peak memory about {ram} (largest class {nmax}; estimate)']
 
+# %% ../nbs/08_distill.ipynb #8a9cdca4
 def _plan_generation(cfg, c: Listing):
     g = cfg.generation
     if not g.model: return [f'generation: {GENERATION_OFF}']
@@ -239,6 +260,7 @@ def _plan_generation(cfg, c: Listing):
     return [f'generation: {imgs:,} images ({" and ".join(generated_names(cfg))}); {calls}: {imgs:,} x {base} steps x {cfgx} (CFG) = {imgs * base * cfgx:,} base'
             + (f' + {imgs * (g.num_inference_steps - base) * cfgx:,} refiner' if g.refiner else '')]
 
+# %% ../nbs/08_distill.ipynb #96007978
 def _plan_training(cfg, c: Listing):
     "The plan of the evaluation: each evaluated set and the resolved recipe its students train with (`resolve_train`)."
     k, ipc, nmax = len(c.train), cfg.discovery.ipc, max(c.train.values())
@@ -260,6 +282,7 @@ def _discovery_figures(cfg: RunConfig, dirs):
     figs['core_images.png'] = show_core_set(dirs['core'])
     return figs
 
+# %% ../nbs/08_distill.ipynb #45481eef
 def _generation_figures(cfg: RunConfig, dirs):
     "The generated images, and each representative beside its generated images (none without a model)."
     from coda.data import show_dataset
@@ -273,10 +296,12 @@ def _one(name, build=None):
     "The stages of a kind with one folder, named as it."
     return lambda cfg: [RunStage(name, name, build)]
 
+# %% ../nbs/08_distill.ipynb #92480a53
 def _discovery_stages(cfg):
     methods = list(SELECTIONS) if cfg is None else selected(cfg)
     return [RunStage(f"discovery ({selection(m)['set_name']})", selection(m)['folder'], _discovery(m, selection(m)['folder'])) for m in methods]
 
+# %% ../nbs/08_distill.ipynb #9f3ce6c2
 def _generation_stages(cfg):
     names = {'coda': 'generation', T2I: T2I} if cfg is None else generated_names(cfg)
     return [RunStage('generation' if m == 'coda' else f'generation ({m})', k, _generation(k)) for m, k in names.items()]
@@ -291,6 +316,7 @@ STAGES.register('report', _one('report'), rewritten='written again after the eva
 # %% ../nbs/08_distill.ipynb #3a2e3caf
 _NUMBERED = re.compile(r'\d{5}')   # a numbered class folder: the class's index in five digits (RDED, DD-Ranking, coda_export)
 
+# %% ../nbs/08_distill.ipynb #ef16afac
 def _by_index(folder, by_id, numbered, like: TargetDataset, name):
     "Class id -> class of a numbered set (`00000/` is class 0 of `like`), or ValueError saying how the folders differ from the classes."
     if len(numbered) != len(by_id):
@@ -304,6 +330,7 @@ def _by_index(folder, by_id, numbered, like: TargetDataset, name):
                          f'a numbered set needs exactly 00000 to {k - 1:05d}' + (f' (missing: {gaps})' if gaps else ''))
     return {c.id: by_id[f'{c.index:05d}'] for c in like.classes}
 
+# %% ../nbs/08_distill.ipynb #ad30b8b7
 def list_distilled(folder, like: TargetDataset, name='the distilled set') -> TargetDataset:
     "The distilled set in `folder` (`<class id>/<images>`, or numbered `<class index:05d>/<images>`), with the classes, labels and prompts of `like`."
     folder = Path(folder)
@@ -334,21 +361,25 @@ def run_sets(cfg: RunConfig, train: TargetDataset):
         sets[name] = (list_distilled(dirs[key]/'images', train, name), upstream_of(dirs[key]))
     return sets
 
+# %% ../nbs/08_distill.ipynb #71dccd49
 def hard_recipe(t: TrainConfig, dataset) -> TrainConfig:
     "The hard-label recipe beside the recipe `t` of a protocol with a teacher: every setting left at that protocol's default takes the hard default, the rest is kept."
     s, h = default_training(dataset, t.protocol), default_training(dataset, 'hard')
     back = {f.name: getattr(h, f.name) for f in fields(TrainConfig) if getattr(t, f.name) == getattr(s, f.name) != getattr(h, f.name)}
     return replace(t, **{**back, 'protocol': 'hard', 'teacher': None, 'teacher_checkpoint': None})
 
+# %% ../nbs/08_distill.ipynb #62d03cf9
 def evaluation_dir(cfg: RunConfig, protocol=None):
     "The folder of the run's evaluation stages under `protocol` (default: the run's): its `folder` in `evaluation/` (`evaluation/soft/` for soft labels), or `evaluation/` itself (hard labels)."
     d, f = stage_dirs(cfg.out)['evaluation'], protocol_info(protocol or cfg.training.protocol)['folder']
     return d/f if f else d
 
+# %% ../nbs/08_distill.ipynb #f34a5456
 def _protocol_folders():
     "The folders the registered protocols' evaluation stages take in `evaluation/`: no set may have their names."
     return tuple(f for p in PROTOCOLS if (f := protocol_info(p)['folder']))
 
+# %% ../nbs/08_distill.ipynb #f5c3eb9c
 def evaluate(cfg: RunConfig, extra_sets: dict | None = None, proc=None, show_progress=True, log_to_stderr=False):
     "Train the student recipe of `cfg` on every distilled set of the run, the `extra_sets` (name -> folder) and the full train split."
     from coda.training import evaluate_sets, add_comparisons
@@ -387,6 +418,7 @@ def _clean(methods):
     "The summaries as results.json keeps them: without the curves (they are in the figures and in each seed's file)."
     return {k: {f: v for f, v in m.items() if f not in ('curves', 'runs', 'train_loss', 'fit_loss')} for k, m in methods.items()}
 
+# %% ../nbs/08_distill.ipynb #4502a618
 def results_json(res, cfg: RunConfig):
     "The contents of `report/results.json`."
     from coda.training import ranking
@@ -396,6 +428,7 @@ def results_json(res, cfg: RunConfig):
     if 'hard' in res: r['hard'] = dict(methods=_clean(res['hard']['methods']))
     return dict(r, generation='run' if cfg.generation.model else GENERATION_OFF, config=_saved_config(cfg))
 
+# %% ../nbs/08_distill.ipynb #e1dafd8e
 def _figures(cfg: RunConfig, res):
     "The report's figures: the results' (training curves, hard vs soft labels), then each stage's as `STAGES` declares them."
     from coda.training import plot_curves, plot_protocols
@@ -407,6 +440,7 @@ def _figures(cfg: RunConfig, res):
         if (stage_figures := STAGES.meta(kind).get('figures')): figs.update(stage_figures(cfg, dirs))
     return figs
 
+# %% ../nbs/08_distill.ipynb #4fb62715
 def show_alignment(core_dir, generated: dict, n_classes=4, per_class=3, size=0.8):
     "Side by side for the first `n_classes` classes: each representative of the core set in `core_dir`, then its image in each `generated` set (name -> folder)."
     import matplotlib.pyplot as plt
@@ -427,12 +461,14 @@ def show_alignment(core_dir, generated: dict, n_classes=4, per_class=3, size=0.8
     fig.tight_layout(pad=0.1)
     return fig
 
+# %% ../nbs/08_distill.ipynb #83e05444
 def _demo_note(cfg):
     if cfg.data.dataset == 'digits' and cfg.training == default_training('digits', cfg.training.protocol):
         return (' The student recipe is the reduced CPU demo recipe (`coda.config.digits_recipe`): the field\'s epochs for each '
                 f'set\'s size times {cfg.training.epoch_scale:.3g}, not the field\'s full schedule.')
     return ''
 
+# %% ../nbs/08_distill.ipynb #543642d6
 def report_text(res) -> str:
     "The results part of the report: the table(s), DD-Ranking's scores and what is within noise, in words."
     from coda.training import results_table, noise_statement, ranking_table, convergence_statement
@@ -446,6 +482,7 @@ def report_text(res) -> str:
                 + (f', IOR under {p} labels' if p != 'hard' else '') + '):', '', rt, '']
     return '\n'.join(l for i, l in enumerate(out) if l or i)
 
+# %% ../nbs/08_distill.ipynb #2fe81ced
 def write_report(res, cfg: RunConfig):
     "Write `report/results.json`, `report/README.md` and the figures; returns the results dict."
     import matplotlib; matplotlib.use('Agg', force=False)
@@ -488,6 +525,7 @@ def _model_status(ref, marker):
         return None, f'{ref} is not in the Hugging Face cache and HF_HUB_OFFLINE is set: download it first, or pass a local folder'
     return 'not in the Hugging Face cache: the run would download it from the hub', None
 
+# %% ../nbs/08_distill.ipynb #2a99f41c
 def _local_json(ref, *parts):
     "A model folder's JSON file, or None where it is not local."
     p = Path(str(model_source(ref))).expanduser().joinpath(*parts) if ref else None
@@ -513,10 +551,13 @@ def _feature_shape(cfg: RunConfig):
         res = (ss[0] if isinstance(ss, list) else ss) * scale
     return (vae['latent_channels'], res // scale, res // scale)
 
+# %% ../nbs/08_distill.ipynb #54ea6d1e
 def _gb(n): return f'{n / 1e9:.1f} GB' if n >= 1e8 else f'{n / 1e6:.1f} MB'
 
+# %% ../nbs/08_distill.ipynb #04409fc3
 LIBS_RSS = 3e8   # bytes a discovery process holds before its first class (Python, numpy, numba, umap-learn, hdbscan: 0.29 GB measured)
 
+# %% ../nbs/08_distill.ipynb #d5ea8f6b
 def _done_in(folder, rewritten=None):
     "What a stage folder holds: complete, n items done, or nothing; `rewritten`: when a folder of no stage record is written again."
     st = Stage(folder, None, None)
@@ -548,6 +589,7 @@ def _model_lines(cfg):
         else: lines.append(f'{flag} {ref}: {where}')
     return lines, problems
 
+# %% ../nbs/08_distill.ipynb #c9a9319d
 def _listing(cfg):
     "The dataset's `Listing`: the run's own listing where it is current, else the folders counted now (entries only, no image opened)."
     counts = listing_counts(cfg.data, stage_dirs(cfg.out)['data'])
@@ -555,6 +597,7 @@ def _listing(cfg):
     counts = counts or {sp: count_images(cfg.data, sp) for sp in ('train', 'val')}
     return Listing(counts['train'], counts['val'], how)
 
+# %% ../nbs/08_distill.ipynb #1f320e67
 def plan(cfg: RunConfig):
     "(lines of the plan, problems) for a run of `cfg`: each stage's line as `STAGES` declares it; nothing is written."
     problems = []
@@ -577,6 +620,7 @@ def plan(cfg: RunConfig):
     else: lines.append(f'  its environment: {_environment(cfg.out)}')
     return lines, problems
 
+# %% ../nbs/08_distill.ipynb #6af64950
 def recipe_text(t: TrainConfig) -> str:
     "One line of the resolved student recipe `t` (`resolve_train`): what a student of the set trains with."
     w = protocol_text(t)   # the optimiser and the loss in the protocol's own words
@@ -590,7 +634,7 @@ def recipe_text(t: TrainConfig) -> str:
             + f', extra forward {"yes" if t.extra_forward else "no"}; val Resize({vr}) + CenterCrop({t.image_size}) (val_resize {t.val_resize:.4g}), '
             f'every {t.eval_every} epochs from {t.eval_from:.0%}; {seeds}')
 
-
+# %% ../nbs/08_distill.ipynb #eb3241e8
 def _environment(out):
     "The install line of the library versions the run's stages were made with, or why there is none."
     try: return install_command(run_versions(out))
@@ -632,6 +676,7 @@ def _parse_sets(items):
         out[name] = folder
     return out
 
+# %% ../nbs/08_distill.ipynb #8d9d0b82
 def coda_evaluate(argv=None):
     "The `coda_evaluate` command: (re-)evaluate a finished run, with any extra distilled sets (see `--help`)."
     from coda.config import config_from_dict
@@ -664,5 +709,8 @@ def run_cli(command, prog, argv=None):
         print(f'{prog}: error: {e}', file=sys.stderr)
         sys.exit(2)
 
+# %% ../nbs/08_distill.ipynb #6b6f2c16
 def distill_cli(): run_cli(coda_distill, 'coda_distill')
+
+# %% ../nbs/08_distill.ipynb #fee69eea
 def evaluate_cli(): run_cli(coda_evaluate, 'coda_evaluate')

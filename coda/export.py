@@ -25,6 +25,7 @@ def finished_run(out) -> RunConfig:
                                 '(with --skip-eval it only distils)')
     return resolve_config(replace(config_from_dict(load_json(saved)), out=str(out)))
 
+# %% ../nbs/11_export.ipynb #a9ebf658
 def run_set_folders(cfg: RunConfig) -> dict:
     "Set name -> (stage folder, stage name) of every distilled set the run `cfg` holds, in the results table's order."
     dirs = stage_dirs(cfg.out)
@@ -38,6 +39,7 @@ def _why_missing(name):
     if name == 't2i': return 'the run had no text-to-image model, or t2i was not among its --baselines'
     return f'{name} was not among its --baselines'
 
+# %% ../nbs/11_export.ipynb #03c5955a
 def check_sets(cfg: RunConfig, asked=()) -> dict:
     "The sets of `asked` (all the run's when empty) -> (stage folder, stage name); `ConfigError` naming each set the run lacks."
     have = run_set_folders(cfg)
@@ -53,6 +55,7 @@ def class_entry(j: dict, dataset) -> dict:
     return dict(folder=f"{j['class_index']:05d}", class_id=j['class_id'], class_name=j['prompt'],
                 wnid=None if dataset in ('digits', 'folder') else j['class_id'])
 
+# %% ../nbs/11_export.ipynb #7f1f454e
 def set_images(cfg: RunConfig, name, folder, stage) -> list:
     "One row per image of the set `name` (stage folder `folder`): the file, its class record and its origin (`source`, `seed`)."
     fix = f"rerun coda_distill with the run's settings (--out {cfg.out}) to rebuild it"
@@ -121,4 +124,5 @@ def coda_export(argv=None):
     for s, (folder, n, k) in out.items(): print(f'{s}: {n} images of {k} classes in {folder}')
     return out
 
+# %% ../nbs/11_export.ipynb #63730a6a
 def export_cli(): run_cli(coda_export, 'coda_export')

@@ -33,6 +33,7 @@ class Encoder(Protocol):
     shape: tuple  # (C, H, W) of one image's features
     def encode(self, images: list) -> np.ndarray: ...  # RGB PIL images -> (n, C, H, W) float32
 
+# %% ../nbs/03_features.ipynb #9a8b9eed
 def to_unit_range(images, size, resample=Image.LANCZOS):
     "Resize RGB PIL images to `size` x `size` and stack them as a float32 array (n, 3, size, size) in [-1, 1]."
     a = np.stack([np.asarray(im.convert('RGB').resize((size, size), resample), dtype=np.float32) for im in images])
@@ -52,15 +53,18 @@ def torch_dtype(name):
     import torch
     return getattr(torch, name)
 
+# %% ../nbs/03_features.ipynb #0637dd29
 def _vae_source(model, vae):
     if vae is None and model is None:
         raise ValueError(f"the VAE encoder needs `model` (a diffusers model folder or hub id) or `vae` ({flag_of('features', 'vae')}, a VAE folder or hub id)")
     return (str(model_source(vae)), {}) if vae is not None else (str(model_source(model)), dict(subfolder='vae'))
 
+# %% ../nbs/03_features.ipynb #77306296
 def hub_offline():
     "Is `HF_HUB_OFFLINE` set (read as huggingface_hub reads it), so that no model may be downloaded?"
     return os.environ.get('HF_HUB_OFFLINE', '').strip().upper() in ('1', 'ON', 'YES', 'TRUE')
 
+# %% ../nbs/03_features.ipynb #fb9e456f
 def hub_error(what, ref, e):
     "The `OSError` for a model `ref` that could not be loaded by its hub id: it names `HF_HUB_OFFLINE` when that stopped the download."
     first = (str(e).splitlines() or [type(e).__name__])[0][:200]
@@ -72,9 +76,10 @@ def hub_error(what, ref, e):
                    f'Check the id and the network, or provide it offline: on a machine with internet run `hf download {ref}` and copy '
                    '~/.cache/huggingface here, or pass a local folder (save_pretrained(dir) of the model) instead of the id')
 
+# %% ../nbs/03_features.ipynb #480fcdb0
 def _is_local(ref): return Path(str(ref)).expanduser().exists()
 
-#| export
+# %% ../nbs/03_features.ipynb #af27c3f9
 def _from_pretrained(cls, name, what, **kw):
     "`cls.from_pretrained(name)` with safetensors only, never code from the model's folder, and errors that say how to provide the model."
     from diffusers import DiffusionPipeline
@@ -83,6 +88,7 @@ def _from_pretrained(cls, name, what, **kw):
     with _loading_bars():
         return _load(cls, name, what, **kw)
 
+# %% ../nbs/03_features.ipynb #4f6d627e
 @contextlib.contextmanager
 def _loading_bars():
     "Loading progress bars of diffusers and transformers only where a person watches (a terminal or a notebook), not in a log."
@@ -97,6 +103,7 @@ def _loading_bars():
         for m, on in zip((dl, tl), was):
             if quiet and on: m.enable_progress_bar()
 
+# %% ../nbs/03_features.ipynb #2e1d90a5
 def _load(cls, name, what, **kw):
     p = Path(str(name)).expanduser()
     if probs := model_weight_problems(name, f'the {what}', kw.get('subfolder')): raise OSError('; '.join(probs))   # before any file is opened
@@ -117,18 +124,21 @@ def _load(cls, name, what, **kw):
     except (OSError, EnvironmentError, ValueError) as e:
         raise hub_error(what, name, e) from e   # names HF_HUB_OFFLINE when it stopped the download
 
+# %% ../nbs/03_features.ipynb #cba75e11
 def load_vae(model=None, vae=None):
     "The `AutoencoderKL` of a diffusers model folder/hub id (`<model>/vae`) or of a separate VAE folder `vae` (safetensors only)."
     from diffusers import AutoencoderKL
     src, kw = _vae_source(model, vae)
     return _from_pretrained(AutoencoderKL, src, 'VAE', **kw)
 
+# %% ../nbs/03_features.ipynb #fb74ce9d
 def vae_scale_factor(vae_or_config):
     "How much the VAE downsamples: 2 ** (number of down blocks - 1); takes the VAE or its config dict."
     c = getattr(vae_or_config, 'config', vae_or_config)
     boc = c['block_out_channels'] if isinstance(c, dict) else c.block_out_channels
     return 2 ** (len(boc) - 1)
 
+# %% ../nbs/03_features.ipynb #eba30a82
 def vae_config(model=None, vae=None):
     "The VAE's config dict (no weights are loaded)."
     from diffusers import AutoencoderKL
@@ -138,6 +148,7 @@ def vae_config(model=None, vae=None):
         if _is_local(src): raise
         raise hub_error('VAE', src, e) from e
 
+# %% ../nbs/03_features.ipynb #aaf92201
 def model_family(model):
     "The registered model family of a diffusers model folder or hub id, from the `_class_name` of its model_index.json; None without one."
     src = str(model_source(model))
@@ -148,6 +159,7 @@ def model_family(model):
     try: return family_of_class(DiffusionPipeline.load_config(src).get('_class_name'))
     except Exception: return None   # not on the hub or offline: reading the denoiser's config says why
 
+# %% ../nbs/03_features.ipynb #dfdfbaed
 def default_resolution(model, vae=None):
     "The model's default generation resolution: its denoiser's `sample_size` (or the family's, FLUX's 128) x the VAE scale factor (configs only)."
     if model is None: raise ValueError('resolution=None needs the model (to read its denoiser config); with only a VAE, give --resolution')
@@ -212,6 +224,7 @@ def resolve_encoder(cfg: FeatureConfig, model=None):
     if enc not in ('vae', 'pixel'): raise ValueError(f"{flag_of('features', 'encoder')} must be auto, vae or pixel, got {cfg.encoder!r}")
     return enc
 
+# %% ../nbs/03_features.ipynb #49567cf6
 def store_config(cfg: FeatureConfig, model=None):
     "The settings that decide a feature store's files (resolved), as the store records them."
     enc = resolve_encoder(cfg, model)
@@ -227,6 +240,7 @@ def store_config(cfg: FeatureConfig, model=None):
     return dict(encoder='vae', model=None if model is None else str(model), vae=None if cfg.vae is None else str(cfg.vae),
                 resolution=res, discovery_resolution=cfg.discovery_resolution, dtype=cfg.dtype)
 
+# %% ../nbs/03_features.ipynb #3ace1041
 def make_encoder(cfg: FeatureConfig, model=None, resolution=None, device='cpu'):
     "The encoder `cfg` describes, at `resolution` (default: the store's encoding side, `discovery_resolution` or `resolution`)."
     s = store_config(cfg, model)
@@ -245,6 +259,7 @@ def _prefetched(batches, ahead=2, workers=4, read=load_rgb):
             if b is not None: q.append(ex.submit(lambda b=b: [read(p) for p in b]))
             yield done.result()
 
+# %% ../nbs/03_features.ipynb #79dca4f3
 def encode_paths(encoder, paths, batch_size=32):
     "Encode image files -> (n, C, H, W) float32."
     paths = list(paths)
@@ -258,8 +273,10 @@ def image_ids(ds, cls):
     sr = split_dir(ds.root, ds.split)
     return [Path(p).relative_to(sr).as_posix() for p in cls.paths]
 
+# %% ../nbs/03_features.ipynb #d7978ee0
 def _ids_digest(ids): return hashlib.sha256(name_bytes('\n'.join(ids))).hexdigest()
 
+# %% ../nbs/03_features.ipynb #0edb882e
 def _checked(f, cls, ids):
     "`f` (n, C, H, W), the features of the images `ids`, as float16 rows, or a ValueError naming the class and its images whose features are not finite."
     with np.errstate(over='ignore', invalid='ignore'): x = f.reshape(len(f), -1).astype(np.float16)   # overflow is checked next
@@ -279,8 +296,10 @@ def read_image(path):
         raise type(e)(e.errno, f'cannot read {path}: {e.strerror} (it was listed; the dataset changed, or fix its permissions)') from e
     except Exception as e: return None, f'{type(e).__name__}: {e}'
 
+# %% ../nbs/03_features.ipynb #692baa37
 def _part_names(parts, a, b): return parts/f'{a:06d}-{b:06d}.npy', parts/f'{a:06d}-{b:06d}.skipped.json'
 
+# %% ../nbs/03_features.ipynb #be674051
 def _load_part(parts, a, b, dim):
     "A batch part `(rows, skipped)`, if it is there and whole (else None: it is encoded again)."
     p, q = _part_names(parts, a, b)
@@ -289,6 +308,7 @@ def _load_part(parts, a, b, dim):
     except ArtefactError: return None
     return (x, sk) if x.shape == (b - a - len(sk), dim) and x.dtype == np.float16 else None
 
+# %% ../nbs/03_features.ipynb #b402f371
 def _encode_batch(encoder, cls, ids, paths, got, dim):
     "The float16 rows of the readable images of a batch, and `[id, why]` of the unreadable ones (logged with their paths)."
     ok = [k for k, (im, _) in enumerate(got) if im is not None]
@@ -298,6 +318,7 @@ def _encode_batch(encoder, cls, ids, paths, got, dim):
     if not ok: return np.zeros((0, dim), np.float16), skipped
     return _checked(encoder.encode([got[k][0] for k in ok]), cls, [ids[k] for k in ok]), skipped
 
+# %% ../nbs/03_features.ipynb #0457c0af
 def _encode_class(st, ds, cls, encoder, batch_size):
     "Encode one class (batch by batch, resuming from `.parts/`), skipping unreadable images; write its files, return it as a `Built` item."
     ids, n, dim = image_ids(ds, cls), len(cls.paths), int(np.prod(encoder.shape))
@@ -349,8 +370,10 @@ class FeatureStore:
         return load_npy(self.folder/f'{class_id}.npy', mmap=mmap)
     def __repr__(self): return f'FeatureStore({len(self.class_ids)} classes, features {self.shape}, encoder {self.config["encoder"]!r})'
 
+# %% ../nbs/03_features.ipynb #4680a3cd
 _FIX = 'rerun coda_distill with the same settings to rebuild it'
 
+# %% ../nbs/03_features.ipynb #a1f97f14
 def load_feature_store(folder, check=True):
     "The finished feature store in `folder`, every file checked against its digest (`check=False`: the record only)."
     folder = Path(folder)
@@ -360,6 +383,7 @@ def load_feature_store(folder, check=True):
         read_stage(folder, 'features', fix=_FIX)   # raises the reader's error, naming what is wrong
     return FeatureStore(folder, r)
 
+# %% ../nbs/03_features.ipynb #75c21355
 def readable_dataset(ds: TargetDataset, store: FeatureStore) -> TargetDataset:
     "`ds` without the images the feature store could not read (added to `ds.skipped`): what every later stage works on."
     sk = store.skipped
@@ -383,12 +407,14 @@ def _check_listing(st, ds):
             raise ArtefactError(f'{st.folder}: class {c.id} was encoded from other images than the dataset lists now; '
                                 'pass --overwrite to encode the store again, or choose another output folder (--out)')
 
+# %% ../nbs/03_features.ipynb #a2b31fde
 def _store_summary(st, ds, recs):
     "What the finished store records: one image's feature shape, the number of images, the unreadable ones by class."
     shape = load_json(st.path(f'{ds.class_ids[0]}.json'))['shape'] if ds.classes else []
     skipped = {c: r['skipped'] for c, r in recs.items() if r.get('skipped')}
     return dict(shape=shape, n_images=sum(r['n'] for r in recs.values()), skipped=skipped)
 
+# %% ../nbs/03_features.ipynb #16229658
 def build_feature_store(ds: TargetDataset, out_dir, cfg: FeatureConfig, model=None, upstream=None, overwrite=False,
                         proc: Process = None, show_progress=True) -> FeatureStore:
     """Encode every image of `ds` into the feature store `out_dir` (the 'features' stage; resumable).

@@ -32,6 +32,7 @@ def _check(cfg: GenerationConfig):
     probs = [f'{flag_of("generation", n)}: {m}' for n, m in _generation_problems(cfg)]
     if probs: raise ConfigError(probs)
 
+# %% ../nbs/06_generation.ipynb #b1d5b075
 def device_dtype(cfg: GenerationConfig, proc: Process = None):
     "(torch device, torch dtype) that `cfg` runs at in this process."
     proc = proc or current_process()
@@ -61,12 +62,14 @@ def _pipeline_class(model):
                         f'{fams} (an SDXL refiner goes in --refiner; a new family is registered in coda.config.FAMILIES)')
     return getattr(diffusers, name, diffusers.DiffusionPipeline)
 
+# %% ../nbs/06_generation.ipynb #f365812f
 def _check_refiner(pipe, cfg: GenerationConfig, model=None):
     "Refuse `--refiner` after a base pipeline whose family takes no refiner (only SDXL's does); `model` names the base in the message."
     if cfg.refiner and not family_of(pipe).takes_refiner:
         what = f'; {model} is a {type(pipe).__name__}' if model else f', not a {type(pipe).__name__}'
         raise ValueError(f'--refiner can only follow an SDXL base model{what}')
 
+# %% ../nbs/06_generation.ipynb #88ed8d6d
 def load_pipeline(cfg: GenerationConfig, proc: Process = None):
     "The base text-to-image pipeline of `cfg` on its device and dtype; SD/SDXL with the paper's sampler unless `cfg.scheduler='model'`."
     from diffusers import AutoencoderKL
@@ -85,6 +88,7 @@ def load_pipeline(cfg: GenerationConfig, proc: Process = None):
     check_guidable(pipe)
     return pipe.to(device)
 
+# %% ../nbs/06_generation.ipynb #f004e89d
 def load_refiner(cfg: GenerationConfig, base):
     "The SDXL refiner of `cfg`, on `base`'s device and dtype, sharing its second text encoder and VAE (None without `cfg.refiner`)."
     from diffusers import StableDiffusionXLImg2ImgPipeline
@@ -99,11 +103,13 @@ def image_seed(seed, class_index, k):
     "The seed of image `k` of class `class_index`."
     return int(np.random.SeedSequence([int(seed), int(class_index), int(k)]).generate_state(1, np.uint64)[0])
 
+# %% ../nbs/06_generation.ipynb #e30634e2
 def generation_size(pipe, cfg: GenerationConfig):
     "(height, width) in pixels that `cfg` generates at with `pipe` (default: the family's default size for the model)."
     h, w = family_of(pipe).default_size()
     return cfg.height or h, cfg.width or w
 
+# %% ../nbs/06_generation.ipynb #db64af63
 def latent_shape(pipe, height, width):
     "The latent shape (C, H, W) `pipe` denoises for images of `height` x `width` pixels (unpacked: the feature store's layout)."
     return family_of(pipe).latent_shape(height, width)
@@ -115,6 +121,7 @@ def _encode(pipe, prompt, do_cfg, device):
     adapter = SDXLAdapter(pipe) if isinstance(pipe, StableDiffusionXLImg2ImgPipeline) else family_of(pipe)
     return adapter.encode_prompt(prompt, do_cfg, device)
 
+# %% ../nbs/06_generation.ipynb #ffa61d34
 def _check_targets(pipe, targets, cfg):
     "`targets` as (class_id, class_index, prompt, float32 latents), each checked against the latent shape `cfg` generates."
     shape = latent_shape(pipe, *generation_size(pipe, cfg))
@@ -134,6 +141,7 @@ def _check_targets(pipe, targets, cfg):
         out.append((str(cid), int(ci), str(prompt), lat))
     return out
 
+# %% ../nbs/06_generation.ipynb #086c60e6
 def _batches(targets, batch_size):
     "The fixed batches: {'batch-000000': [(target index, k), ...], ...}, consecutive images in class order."
     images = [(j, k) for j, t in enumerate(targets) for k in range(len(t[3]))]
@@ -148,6 +156,7 @@ def targets_fingerprint(targets):
         h.update(f'{cid}|{ci}|{prompt}|{lat.shape}|'.encode()); h.update(lat.tobytes())
     return h.hexdigest()
 
+# %% ../nbs/06_generation.ipynb #3b54d2ed
 def generation_record(pipe, targets, cfg: GenerationConfig):
     "The `config` of the generation stage's record: the settings that decide its files (see above)."
     h, w = generation_size(pipe, cfg)
@@ -179,6 +188,7 @@ def _run_batch(pipe, refiner, targets, batch, emb, ref_emb, cfg, size):
     if cfg.eval_size: images = [im if im.size == (cfg.eval_size,) * 2 else im.resize((cfg.eval_size,) * 2, Image.LANCZOS) for im in images]
     return images
 
+# %% ../nbs/06_generation.ipynb #472034c1
 def _check_call(pipe, refiner, cfg):
     _check(cfg)
     check_guidable(pipe)
@@ -190,6 +200,7 @@ def _check_call(pipe, refiner, cfg):
     if cfg.dtype != 'auto' and dt != torch_dtype(cfg.dtype):
         raise ValueError(f'the pipeline runs in {dt} but --generation-dtype is {cfg.dtype}: load it with load_pipeline(cfg)')
 
+# %% ../nbs/06_generation.ipynb #a88aab84
 @contextlib.contextmanager
 def bars_off(*pipes):
     "Switch the per-call progress bars of `pipes` (None entries skipped) off while the block runs, then restore each one's own setting."
@@ -222,6 +233,7 @@ def _generated(st, pipe, refiner, targets, batches, mine, cfg):
             for f, im in zip(files, images): save_png(st.path(f), im)
             yield Built(item, files)
 
+# %% ../nbs/06_generation.ipynb #8838d540
 def generate(pipe, targets, out_dir, cfg: GenerationConfig, refiner=None, upstream=None, overwrite=False, proc: Process = None,
              show_progress=True):
     "Generate `<out_dir>/<class_id>/<k>.png` for each `(class_id, class_index, prompt, latents)` of `targets`, CoDA-guided, on the stage contract."

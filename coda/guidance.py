@@ -20,14 +20,29 @@ __all__ = ['PARAMETRISATIONS', 'PREDICTION_TYPES', 'EXACT_SCHEDULERS', 'EXTENSIO
 
 # %% ../nbs/05_guidance.ipynb #2afc5ab8
 def _eps_x0(o, x, a): return (x - math.sqrt(1 - a) * o) / math.sqrt(a)
+
+# %% ../nbs/05_guidance.ipynb #928ca8a7
 def _eps_fix(o, d, a): return o - (math.sqrt(a) / math.sqrt(1 - a)) * d
+
+# %% ../nbs/05_guidance.ipynb #dccfa0bb
 def _v_x0(o, x, a): return math.sqrt(a) * x - math.sqrt(1 - a) * o
+
+# %% ../nbs/05_guidance.ipynb #dae5f46c
 def _v_fix(o, d, a): return o - d / math.sqrt(1 - a)
+
+# %% ../nbs/05_guidance.ipynb #a3d1ecdf
 def _sample_x0(o, x, a): return o
+
+# %% ../nbs/05_guidance.ipynb #f8698d4b
 def _sample_fix(o, d, a): return o + d
+
+# %% ../nbs/05_guidance.ipynb #783f9943
 def _flow_x0(v, x, s): return x - s * v
+
+# %% ../nbs/05_guidance.ipynb #17ed4776
 def _flow_fix(v, d, s): return v - d / s
 
+# %% ../nbs/05_guidance.ipynb #08cae00b
 PARAMETRISATIONS = {   # model output type -> (x̂0 of output o at x_t, the output whose x̂0 is x̂0 + d); step coefficient c: ā, or σ for flow
     'epsilon': (_eps_x0, _eps_fix),
     'v_prediction': (_v_x0, _v_fix),
@@ -43,6 +58,7 @@ def predicted_x0(out, x_t, c, prediction_type='epsilon'):
         raise ValueError(f'prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}')
     return PARAMETRISATIONS[prediction_type][0](out.float(), x_t.float(), c)
 
+# %% ../nbs/05_guidance.ipynb #5d5b63e7
 def pull_toward(out, x_t, z, c, sigma, gamma, prediction_type='epsilon'):
     "Correct the model output `out` at `x_t` so that its x̂0 moves by `d = gamma*sigma*(z - x̂0)`."
     x0 = predicted_x0(out, x_t, c, prediction_type)
@@ -58,6 +74,7 @@ def base_timesteps(timesteps, denoising_end=None, num_train_timesteps=1000):
         ts = ts[:len([t for t in ts if t >= cutoff])]
     return ts
 
+# %% ../nbs/05_guidance.ipynb #325a84a0
 def guided_steps(timesteps, guide_frac=0.9, denoising_end=None, num_train_timesteps=1000):
     "Per base step: is it guided (t > t_stop)? And t_stop."
     ts = base_timesteps(timesteps, denoising_end, num_train_timesteps)
@@ -71,6 +88,7 @@ def sd_scheduler_config(**kw):
     return dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule='scaled_linear',
                 steps_offset=1, timestep_spacing='leading', **kw)
 
+# %% ../nbs/05_guidance.ipynb #bae6d788
 def paper_scheduler(config, prediction_type=None):
     "DPM-Solver++ (multistep, Karras sigmas), the paper's sampler, from a model's scheduler config."
     from diffusers import DPMSolverMultistepScheduler
@@ -83,6 +101,7 @@ EXACT_SCHEDULERS = ('DPMSolverMultistepScheduler',)
 EXTENSION_SCHEDULERS = ('EulerDiscreteScheduler', 'EulerAncestralDiscreteScheduler', 'UniPCMultistepScheduler', 'DEISMultistepScheduler')
 FLOW_SCHEDULERS = ('FlowMatchEulerDiscreteScheduler',)
 
+# %% ../nbs/05_guidance.ipynb #2058a686
 def _class_names(obj): return [c.__name__ for c in type(obj).__mro__]
 
 # %% ../nbs/05_guidance.ipynb #051864f9
@@ -278,6 +297,7 @@ def family_of(pipe):
                     'refiner, StableDiffusionXLImg2ImgPipeline, runs unguided after the base), or register a family: '
                     "coda.config.FAMILIES.register(name, 'module:AdapterClass', pipelines=('MyPipeline',), denoiser='unet' or 'transformer').")
 
+# %% ../nbs/05_guidance.ipynb #3da73029
 def check_guidable(pipe):
     "Raise a clear error unless `pipe` is a text-to-image pipeline of a registered family with a scheduler its adapter supports."
     family_of(pipe).check()
@@ -351,8 +371,10 @@ def _as_latents(target_latents):
     if not torch.isfinite(z).all(): raise ValueError('target_latents contain NaN or inf')
     return z.detach().to('cpu', torch.float32)
 
+# %% ../nbs/05_guidance.ipynb #f3df9585
 HOOK_NAME = 'coda_guidance'   # the name of the hook in the denoiser's diffusers HookRegistry
 
+# %% ../nbs/05_guidance.ipynb #0e90a405
 @contextlib.contextmanager
 def coda_guidance(pipe, target_latents, gamma=0.05, guide_frac=0.9, record=False):
     "Inside the block, `pipe(...)` pulls each image's x̂0 toward its target latent (the CoDA correction)."
@@ -376,6 +398,7 @@ def coda_guidance(pipe, target_latents, gamma=0.05, guide_frac=0.9, record=False
     try: yield hook
     finally: registry.remove_hook(HOOK_NAME, recurse=False)
 
+# %% ../nbs/05_guidance.ipynb #b64604d3
 def guidance_active(denoiser):
     "Is the CoDA hook registered on `denoiser` (a pipeline's UNet or transformer)?"
     reg = getattr(denoiser, '_diffusers_hook', None)

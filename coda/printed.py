@@ -19,12 +19,14 @@ __all__ = ['DIGIT_GLYPHS', 'CAPTIONS', 'digit_fonts', 'render_digit', 'printed_d
 # %% ../nbs/10_printed.ipynb #f6f3800a
 DIGIT_GLYPHS = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine')
 
+# %% ../nbs/10_printed.ipynb #552a84da
 def _draws_digits(path):
     "Does the TrueType font at `path` map each of 0-9 to that digit's glyph?"
     from fontTools.ttLib import TTFont
     cmap = TTFont(str(path), lazy=True).getBestCmap() or {}
     return all(str(cmap.get(ord(str(d)), '')).startswith(DIGIT_GLYPHS[d]) for d in range(10))
 
+# %% ../nbs/10_printed.ipynb #4fc70026
 def digit_fonts():
     "The fonts shipped with matplotlib that draw the ten digits, sorted by file name."
     import matplotlib
@@ -40,6 +42,7 @@ def _font(path, size, cache={}):
     if key not in cache: cache[key] = ImageFont.truetype(str(path), size)
     return cache[key]
 
+# %% ../nbs/10_printed.ipynb #543b32e8
 def _ink_square(a):
     "`a` cropped to its non-zero pixels and centred in a square of zeros."
     ys, xs = np.nonzero(a)
@@ -49,6 +52,7 @@ def _ink_square(a):
     sq[(s - h) // 2:(s - h) // 2 + h, (s - w) // 2:(s - w) // 2 + w] = a
     return sq
 
+# %% ../nbs/10_printed.ipynb #d62ed48e
 def render_digit(d, font, rng, side=8):
     "The digit `d` printed in `font` with a random size, stroke, shift and rotation from `rng`: a `side` x `side` uint8 array of 0-16."
     if d not in range(10): raise ValueError(f'd must be a digit 0-9, got {d!r}')
@@ -96,6 +100,7 @@ def handwriting_gap(X_printed, y_printed, seed=0):
 CAPTIONS = ('a printed digit {d}', 'the digit {w}', 'a {d}', 'the number {w}', 'digit {d}', 'a typed {d}', 'the numeral {d}',
             'a picture of the digit {d}')
 
+# %% ../nbs/10_printed.ipynb #305c03f5
 def digit_image(a, size=32):
     "The 0-16 digit array `a` as a `size` x `size` RGB PIL image, each pixel repeated (as the digits demo writes its images)."
     a = np.asarray(a, np.float64)   # uint8 input would overflow in a * 255
@@ -103,6 +108,7 @@ def digit_image(a, size=32):
     k = size // a.shape[0]
     return Image.fromarray(np.kron((a * 255 / 16).round().astype(np.uint8), np.ones((k, k), np.uint8))).convert('RGB')
 
+# %% ../nbs/10_printed.ipynb #a034f0e3
 def digit_caption(d, rng):
     "A caption of the digit `d` in a phrasing drawn from `rng`."
     return CAPTIONS[int(rng.integers(len(CAPTIONS)))].format(d=d, w=DIGIT_WORDS[d])
@@ -132,6 +138,7 @@ def _image_tensor(X):
     x = torch.stack([torch.from_numpy(np.asarray(digit_image(a), np.float32)).permute(2, 0, 1) for a in X])
     return x / 127.5 - 1
 
+# %% ../nbs/10_printed.ipynb #60d557ea
 def _train_vae(vae, x, steps, batch_size, lr, kl_weight, gen, log_every, show):
     import torch
     from coda.stage import progress
@@ -148,6 +155,7 @@ def _train_vae(vae, x, steps, batch_size, lr, kl_weight, gen, log_every, show):
     vae.eval()
     return losses
 
+# %% ../nbs/10_printed.ipynb #8d8f3e41
 def _train_unet(pipe, z, captions, steps, batch_size, lr, gen, log_every, show):
     import torch
     from diffusers import DDPMScheduler
@@ -171,6 +179,7 @@ def _train_unet(pipe, z, captions, steps, batch_size, lr, gen, log_every, show):
     pipe.unet.eval(); pipe.text_encoder.eval()
     return losses
 
+# %% ../nbs/10_printed.ipynb #e3e79a8b
 def train_prior(n_images=20000, vae_steps=1500, unet_steps=6000, batch_size=64, lr=1e-3, kl_weight=1e-3, p_empty=0.1, seed=0,
                 log_every=50, show_progress=True):
     "(the printed-digits prior trained from `seed`, its training log): the autoencoder first, then the UNet with the text encoder."
@@ -230,6 +239,7 @@ def digit_array(im, side=8):
     k = a.shape[0] // side
     return np.clip(np.round(a.reshape(side, k, side, k).mean((1, 3)) * 16 / 255), 0, 16).astype(np.uint8)
 
+# %% ../nbs/10_printed.ipynb #837dc226
 def prior_samples(pipe, per_digit=8, prompt='the digit {w}', seed=0, steps=25, guidance=5.0, batch_size=200):
     "(images, labels): `per_digit` samples of each digit from `pipe` prompted with `prompt` ({d}: figure, {w}: word); sample k from seed `seed + k`."
     import torch

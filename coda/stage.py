@@ -28,6 +28,7 @@ def name_bytes(name):
     try: return str(name).encode('utf-8', 'surrogateescape')
     except UnicodeEncodeError: return str(name).encode('utf-8', 'backslashreplace')   # a surrogate no file system gave
 
+# %% ../nbs/00_stage.ipynb #790e40e4
 def shown(name):
     "A file name (or path) as text any log, terminal or JSON holds: bytes that are not UTF-8 as `\\xNN` escapes."
     return name_bytes(name).decode('utf-8', 'backslashreplace')
@@ -42,9 +43,11 @@ def current_umask():
     m = os.umask(0o022); os.umask(m)
     return m
 
+# %% ../nbs/00_stage.ipynb #d42c153a
 def _write_error(path, e):
     return OSError(e.errno, f'cannot write {shown(path)}: {e.strerror or e} (free space on that disk, or check that the folder is writable)')
 
+# %% ../nbs/00_stage.ipynb #526b527d
 def atomic_write(path, write, mode='wb'):
     "Call `write(f)` on a temporary file next to `path`, then rename it to `path` (mode from the umask)."
     path = Path(path)
@@ -66,6 +69,7 @@ def atomic_write(path, write, mode='wb'):
 class ArtefactError(ValueError):
     "A file of a run that is missing, damaged or made from other settings; the message names the file and the fix."
 
+# %% ../nbs/00_stage.ipynb #58e2a580
 def jsonable(o):
     "`o` with dataclasses, tuples, paths and numpy values turned into JSON types."
     if is_dataclass(o) and not isinstance(o, type): return jsonable(asdict(o))
@@ -75,11 +79,13 @@ def jsonable(o):
     if hasattr(o, 'tolist') and type(o).__module__ == 'numpy': return o.tolist()
     return o
 
+# %% ../nbs/00_stage.ipynb #f5c159e5
 def save_json(path, obj):
     "Write `obj` as indented JSON, atomically (ASCII: any file name, even one that is not UTF-8, round-trips)."
     txt = json.dumps(jsonable(obj), indent=1, ensure_ascii=True)
     return atomic_write(path, lambda f: f.write(txt + '\n'), mode='w')
 
+# %% ../nbs/00_stage.ipynb #fd48cd24
 def load_json(path):
     "Read a JSON file; a damaged one raises `ArtefactError` naming it."
     path = Path(path)
@@ -87,21 +93,25 @@ def load_json(path):
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ArtefactError(f'{shown(path)} is damaged: not valid JSON ({e})') from e
 
+# %% ../nbs/00_stage.ipynb #1cfb3a60
 def save_npy(path, arr):
     "Write `arr` as `.npy` (no pickle), atomically."
     import numpy as np
     return atomic_write(path, lambda f: np.save(f, np.asarray(arr), allow_pickle=False))
 
+# %% ../nbs/00_stage.ipynb #d11b26a4
 def load_npy(path, mmap=False):
     "Read a `.npy` file without pickle (memory-mapped if `mmap`); a damaged one raises `ArtefactError`."
     import numpy as np
     try: return np.load(path, allow_pickle=False, mmap_mode='r' if mmap else None)
     except (ValueError, EOFError) as e: raise ArtefactError(f'{shown(path)} is damaged: not a readable .npy file ({e})') from e
 
+# %% ../nbs/00_stage.ipynb #0976042f
 def save_png(path, img):
     "Write a PIL image as PNG, atomically."
     return atomic_write(path, lambda f: img.save(f, format='PNG'))
 
+# %% ../nbs/00_stage.ipynb #79517027
 def copy_file(src, dst):
     "Copy `src` to `dst` atomically."
     data = Path(src).read_bytes()
@@ -115,6 +125,7 @@ def file_digest(path, chunk=1 << 20):
         while b := f.read(chunk): h.update(b); n += len(b)
     return dict(size=n, sha256=h.hexdigest())
 
+# %% ../nbs/00_stage.ipynb #164be044
 def digest_problem(path, want):
     "None if the file at `path` has the digest `want`, else what is wrong with it."
     path = Path(path)
@@ -141,11 +152,13 @@ class Process:
         "This process's items: a strided, deterministic split."
         return shard(items, self.rank, self.world)
 
+# %% ../nbs/00_stage.ipynb #2d55db6e
 def shard(items, rank=0, world=1):
     "The items of process `rank` out of `world`: items `rank, rank + world, ...`."
     if not (0 <= rank < world): raise ValueError(f'rank must be in [0, {world}), got {rank}')
     return list(items)[rank::world]
 
+# %% ../nbs/00_stage.ipynb #9a30ab54
 def current_process():
     "This process's `Process` (one process unless launched by torchrun / accelerate with WORLD_SIZE > 1)."
     if int(os.environ.get('WORLD_SIZE', '1')) <= 1: return Process()
@@ -162,6 +175,7 @@ def run_device(device=None, proc: Process = None) -> str:
     import torch
     return 'cuda' if torch.cuda.is_available() else 'cpu'
 
+# %% ../nbs/00_stage.ipynb #9c1f260d
 @contextlib.contextmanager
 def torch_threads(n):
     "Run with `n` torch CPU threads (None: unchanged), restoring the previous number afterwards."
@@ -177,6 +191,7 @@ def _interactive():
     try: return sys.stderr.isatty()
     except (AttributeError, ValueError): return False
 
+# %% ../nbs/00_stage.ipynb #0a5e100d
 def progress(items, total=None, desc='', every=60.0, show=True):
     "Iterate `items` with a bar when interactive, else with a log line every `every` seconds (nothing if not `show`)."
     items = list(items) if total is None and not hasattr(items, '__len__') else items
@@ -211,6 +226,7 @@ STAGE_LIBRARIES = {   # stage name -> the distributions (besides coda) whose ver
     'evaluation': ('numpy', 'torch', 'fastai', 'torchvision', 'Pillow'),
 }
 
+# %% ../nbs/00_stage.ipynb #03036db6
 @functools.lru_cache(maxsize=None)
 def library_version(name):
     "The installed version of the distribution `name` (None if it is not installed); coda's own is `coda.__version__`."
@@ -220,14 +236,17 @@ def library_version(name):
     try: return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError: return None
 
+# %% ../nbs/00_stage.ipynb #cf85d0f5
 def stage_versions(name):
     "Library -> installed version, for coda and the libraries `STAGE_LIBRARIES` names for the stage `name`."
     return {lib: library_version(lib) for lib in ('coda', *STAGE_LIBRARIES.get(name, ()))}
 
+# %% ../nbs/00_stage.ipynb #60ab64ce
 def _v(d, lib, missing):
     if lib not in d: return missing
     return '<not installed>' if d[lib] is None else d[lib]
 
+# %% ../nbs/00_stage.ipynb #40dad09d
 def version_diff(recorded, installed):
     "The libraries whose version differs, one line each; `recorded` None: a record of before coda recorded versions."
     if not isinstance(recorded, dict):
@@ -238,8 +257,10 @@ def version_diff(recorded, installed):
 # %% ../nbs/00_stage.ipynb #60064953
 RECORD = 'record.json'
 
+# %% ../nbs/00_stage.ipynb #0011975a
 def _item_file(item): return f'{item}.json'
 
+# %% ../nbs/00_stage.ipynb #48be7e47
 class Stage:
     "A stage's folder: the record of the settings that made it, and its finished items."
     def __init__(self, folder, name, config, upstream=None, fix='rerun the same command'):
@@ -292,6 +313,7 @@ def open(self: Stage, overwrite=False, proc: Process = None):
         if r is None or not self._same(r): raise ArtefactError(f'{self.record_path}: the main process left another record')
     return self
 
+# %% ../nbs/00_stage.ipynb #9dc79e4d
 @patch
 def _prepare(self: Stage, overwrite):
     f = self.folder
@@ -324,6 +346,7 @@ def _prepare(self: Stage, overwrite):
     f.mkdir(parents=True, exist_ok=True)
     if not self.record_path.exists(): save_json(self.record_path, dict(self.identity(), complete=False))
 
+# %% ../nbs/00_stage.ipynb #6379ec45
 @patch
 def _remove_partial_files(self: Stage):
     n = 0
@@ -338,12 +361,14 @@ def finish_item(self: Stage, item, files, **meta):
     save_json(self.items_dir/_item_file(item), rec)
     return rec
 
+# %% ../nbs/00_stage.ipynb #c7d455e2
 @patch
 def item(self: Stage, item):
     "The record of a finished item (None if it is not finished)."
     p = self.items_dir/_item_file(item)
     return load_json(p) if p.exists() else None
 
+# %% ../nbs/00_stage.ipynb #d14f4901
 @patch
 def item_problems(self: Stage, item):
     "What is wrong with a finished item's files (an empty list if nothing)."
@@ -352,6 +377,7 @@ def item_problems(self: Stage, item):
     if rec is None: return [f'{self.items_dir/_item_file(item)} is missing']
     return [p for n, want in rec.get('files', {}).items() if (p := digest_problem(self.folder/n, want))]
 
+# %% ../nbs/00_stage.ipynb #d008c375
 @patch
 def _drop_item(self: Stage, item, problems):
     "Forget a damaged item: its record and the files it listed go, so that it is built again."
@@ -362,6 +388,7 @@ def _drop_item(self: Stage, item, problems):
     p.unlink(missing_ok=True)
     for n in rec.get('files', {}): (self.folder/n).unlink(missing_ok=True)
 
+# %% ../nbs/00_stage.ipynb #9470c841
 @patch
 def done(self: Stage, item):
     "Is `item` finished with intact files? A damaged item is dropped (and will be built again)."
@@ -370,11 +397,13 @@ def done(self: Stage, item):
     if probs: self._drop_item(item, probs)
     return not probs
 
+# %% ../nbs/00_stage.ipynb #340110f3
 @patch
 def todo(self: Stage, items):
     "The items of `items` that still have to be built."
     return [i for i in items if not self.done(i)]
 
+# %% ../nbs/00_stage.ipynb #fb92020d
 @patch
 def _check_all(self: Stage):
     "Check every item of a complete stage; damaged ones are dropped and the stage is marked unfinished."
@@ -383,6 +412,7 @@ def _check_all(self: Stage):
     if bad: save_json(self.record_path, dict(self.identity(), complete=False))
     return bad
 
+# %% ../nbs/00_stage.ipynb #71843d00
 @patch
 def finish(self: Stage, items, **summary):
     "Mark the stage complete once every one of `items` is done; returns the record."
@@ -400,17 +430,20 @@ class Built(NamedTuple):
     files: list
     meta: dict = {}
 
+# %% ../nbs/00_stage.ipynb #c3e8fd4a
 def _at(stage, key):
     "(the Stage, the item name) of `key`: `stage` itself, or with a dict of stages the one `key[0]` names."
     if not isinstance(stage, dict): return stage, key
     name, item = key
     return stage[name], item
 
+# %% ../nbs/00_stage.ipynb #0c00dd1f
 def _done(stage, key):
     "Is the item `key` finished with intact files? (`Stage.done`: a damaged one is dropped, to be built again.)"
     st, item = _at(stage, key)
     return st.done(item)
 
+# %% ../nbs/00_stage.ipynb #92a01b41
 def _records(stage, items):
     "Item -> its record (None where it is not finished); with a dict of stages, stage name -> that."
     if not isinstance(stage, dict): return {i: stage.item(i) for i in items}
@@ -435,6 +468,7 @@ def _build_share(stage, mine, build, desc, show, size):
     if want: raise RuntimeError(f'{desc or "build"}: ended without building {sorted(map(str, want))[:5]}')
     for _ in bar: pass
 
+# %% ../nbs/00_stage.ipynb #32b0cca7
 def _finish_if_done(stage, items, summary):
     "Finish the stage(s) with `summary(records)` if every one of `items` is finished (by any process); else leave them unfinished."
     recs = _records(stage, items)
@@ -444,6 +478,7 @@ def _finish_if_done(stage, items, summary):
     if not isinstance(stage, dict): stage.finish(list(recs), **facts); return
     for name, st in stage.items(): st.finish(list(recs[name]), **facts.get(name, {}))
 
+# %% ../nbs/00_stage.ipynb #bc6e361a
 def run_items(stage, items, build, proc: Process = None, desc='', show=True, size=None, summary=None):
     """Build this process's share of `items` in the opened `stage` and, once every process's are done, finish it; returns its record.
     `build(mine)` yields a `Built` for each item of `mine` as it finishes; `summary(records)` (item -> record) gives the facts the
@@ -475,6 +510,7 @@ def read_stage(folder, name, fix='rerun coda_distill with the same settings to r
     st.items = list(r.get('items', []))
     return st
 
+# %% ../nbs/00_stage.ipynb #fb7b86cc
 def version_problems(folder):
     "What differs between the library versions that made the stage in `folder` and the installed ones, one line each ([] if nothing, or no record); nothing is written."
     r = Stage(folder, None, None).record()
@@ -493,6 +529,7 @@ def run_versions(folder):
         f"{lib} " + ' vs '.join(f"{v} ({', '.join(fs[:3])})" for v, fs in vs.items()) for lib, vs in sorted(odd.items())))
     return {lib: next(iter(vs)) for lib, vs in sorted(seen.items(), key=lambda kv: kv[0].lower())}
 
+# %% ../nbs/00_stage.ipynb #88060c8f
 def install_command(versions):
     "The `pip install` line that installs the library `versions` (library -> version) exactly, coda's own version as a comment."
     libs = [f'{lib}=={v}' for lib, v in versions.items() if lib != 'coda' and v is not None]
@@ -504,28 +541,34 @@ LOCK = 'coda.lock'
 HEARTBEAT, STALE = 30, 120 # seconds between touches of a held lock; seconds without one after which its holder is gone
 _TOKEN = os.urandom(8).hex() # tells this process from an earlier one that had the same PID
 
+# %% ../nbs/00_stage.ipynb #4b9a5d21
 def _pid_ns():
     "The PID namespace of this process: PIDs can be checked only inside the same one."
     try: return os.readlink('/proc/self/ns/pid')
     except OSError: return None
 
+# %% ../nbs/00_stage.ipynb #8ab872c0
 def _job_id():
     e = os.environ
     return next((e[k] for k in ('SLURM_JOB_ID', 'PBS_JOBID', 'LSB_JOBID', 'JOB_ID') if e.get(k)), None)
 
+# %% ../nbs/00_stage.ipynb #0620eb79
 class RunLocked(RuntimeError):
     "Another run holds the lock of an output folder."
 
+# %% ../nbs/00_stage.ipynb #50e49303
 def _launch_id():
     e = os.environ
     return e.get('TORCHELASTIC_RUN_ID') or (f"{e['MASTER_ADDR']}:{e['MASTER_PORT']}" if 'MASTER_PORT' in e else None)
 
+# %% ../nbs/00_stage.ipynb #d4c98686
 def _alive(pid):
     try: os.kill(pid, 0)
     except ProcessLookupError: return False
     except PermissionError: return True
     return True
 
+# %% ../nbs/00_stage.ipynb #b40ed52d
 class RunLock:
     "The lock of the output folder `folder`, held while a run writes to it (a context manager)."
     def __init__(self, folder, proc: Process = None):
@@ -598,6 +641,7 @@ def acquire(self: RunLock):
         if h.get('run') != _launch_id(): raise self._refusal(h)
     return self
 
+# %% ../nbs/00_stage.ipynb #08b09236
 @patch
 def release(self: RunLock):
     "Give the lock back (only if this run holds it); a folder the lock made and nothing filled is removed again."
@@ -606,8 +650,12 @@ def release(self: RunLock):
         self.path.unlink(missing_ok=True)
         if getattr(self, 'created', False) and self.folder.is_dir() and not any(self.folder.iterdir()): self.folder.rmdir()
     self.held = False
+
+# %% ../nbs/00_stage.ipynb #48664472
 @patch
 def __enter__(self: RunLock): return self.acquire()
+
+# %% ../nbs/00_stage.ipynb #1bb7c65a
 @patch
 def __exit__(self: RunLock, *a): self.release()
 
@@ -623,6 +671,7 @@ class Interrupted(KeyboardInterrupt):
     @property
     def status(self): return 128 + self.signum
 
+# %% ../nbs/00_stage.ipynb #4ac7185a
 @contextlib.contextmanager
 def stop_on_signals(signums=(signal.SIGTERM, signal.SIGINT)):
     "While inside, the signals `signums` raise `Interrupted` in the main thread; the previous handlers are restored after."
@@ -633,6 +682,7 @@ def stop_on_signals(signums=(signal.SIGTERM, signal.SIGINT)):
     finally:
         for s, h in old.items(): signal.signal(s, h)
 
+# %% ../nbs/00_stage.ipynb #f64d2ec8
 def usable_cpus():
     "How many CPUs this process may run on (its affinity: `taskset`, a scheduler's cgroup cpuset), else the machine's count."
     try: return len(os.sched_getaffinity(0))

@@ -28,6 +28,7 @@ def _bytes_to_unicode():
         if b not in bs: bs.append(b); cs.append(256 + n); n += 1
     return dict(zip(bs, map(chr, cs)))
 
+# %% ../nbs/09_testing.ipynb #1ce2d397
 def offline_clip_tokenizer(model_max_length=77):
     "A CLIPTokenizer with a byte-level vocabulary and no merges: one token per character, no download."
     from transformers import CLIPTokenizer
@@ -53,11 +54,13 @@ def _clip_config(hidden=32, layers=2, heads=2, projection_dim=None, vocab_size=5
                           num_attention_heads=heads, max_position_embeddings=max_len, vocab_size=vocab_size,
                           bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_act=act, **kw)
 
+# %% ../nbs/09_testing.ipynb #6e4bf8ca
 def _tiny_vae(latent_channels=4, **kw):
     from diffusers import AutoencoderKL
     return AutoencoderKL(block_out_channels=(16, 32), layers_per_block=1, latent_channels=latent_channels, norm_num_groups=8,
                          down_block_types=('DownEncoderBlock2D',) * 2, up_block_types=('UpDecoderBlock2D',) * 2, **{'sample_size': 32, **kw})
 
+# %% ../nbs/09_testing.ipynb #6f10edd7
 @contextlib.contextmanager
 def _seeded(seed):
     "Random weights from `seed` without touching the caller's global RNG."
@@ -65,6 +68,7 @@ def _seeded(seed):
         torch.manual_seed(seed)
         yield
 
+# %% ../nbs/09_testing.ipynb #346d9a5c
 def tiny_sd_pipeline(prediction_type='epsilon', sample_size=16, seed=0):
     "A Stable Diffusion 1.x pipeline at ~0.4M parameters (UNet 0.2M), random weights, offline tokenizer, DPM-Solver++ Karras."
     from diffusers import StableDiffusionPipeline, UNet2DConditionModel
@@ -88,6 +92,7 @@ def _tiny_sdxl_unet(sample_size, cross_dim, proj_dim, time_dim=8):
                                 addition_embed_type='text_time', addition_time_embed_dim=time_dim,
                                 projection_class_embeddings_input_dim=proj_dim, cross_attention_dim=cross_dim)
 
+# %% ../nbs/09_testing.ipynb #106cf696
 def tiny_sdxl_pipeline(prediction_type='epsilon', sample_size=16, seed=0):
     "A Stable Diffusion XL (base) pipeline at ~0.5M parameters (UNet 0.3M), two text encoders, random weights, DPM-Solver++ Karras."
     from diffusers import StableDiffusionXLPipeline
@@ -103,6 +108,7 @@ def tiny_sdxl_pipeline(prediction_type='epsilon', sample_size=16, seed=0):
                                      scheduler=paper_scheduler(sd_scheduler_config(), prediction_type),
                                      force_zeros_for_empty_prompt=True)
 
+# %% ../nbs/09_testing.ipynb #dde81d62
 def tiny_sdxl_refiner(base=None, seed=1):
     "A tiny SDXL refiner (img2img, aesthetic-score conditioning, second text encoder only), sharing `base`'s text encoder 2 and VAE."
     from diffusers import StableDiffusionXLImg2ImgPipeline
@@ -126,12 +132,14 @@ FLOW_SCHEDULERS = {   # the published FlowMatchEulerDiscreteScheduler configs (s
                          base_image_seq_len=256, max_image_seq_len=4096),
 }
 
+# %% ../nbs/09_testing.ipynb #a7adec73
 def flow_scheduler(kind):
     "A fresh FlowMatchEulerDiscreteScheduler with the published settings of `kind` (a key of `FLOW_SCHEDULERS`)."
     from diffusers import FlowMatchEulerDiscreteScheduler
     if kind not in FLOW_SCHEDULERS: raise ValueError(f'kind must be one of {list(FLOW_SCHEDULERS)}, got {kind!r}')
     return FlowMatchEulerDiscreteScheduler(**FLOW_SCHEDULERS[kind])
 
+# %% ../nbs/09_testing.ipynb #a8ecd4f3
 def _t5_config(d_model=64, layers=1, heads=2, d_kv=16, d_ff=64, vocab_size=98, buckets=8, max_distance=16):
     "A T5 encoder config (gated-GELU feed-forward, as T5 v1.1); the defaults are tiny and fit `offline_t5_tokenizer`."
     from transformers import T5Config
@@ -255,6 +263,7 @@ def _arch(arch):
     if arch not in ARCHITECTURES: raise ValueError(f'arch must be one of {list(ARCHITECTURES)}, got {arch!r}')
     return ARCHITECTURES[arch]
 
+# %% ../nbs/09_testing.ipynb #ddbf6f15
 @contextlib.contextmanager
 def _built_in(dtype, device, seed):
     "Build modules in `dtype` on `device` with random weights from `seed`; the caller's RNG and default dtype are left alone."
@@ -264,6 +273,7 @@ def _built_in(dtype, device, seed):
         try: yield
         finally: torch.set_default_dtype(old)
 
+# %% ../nbs/09_testing.ipynb #21f51717
 def full_size_denoiser(arch='sdxl', dtype=torch.float16, device='cpu', seed=0, **overrides):
     "The full-size UNet, or transformer, of `arch` (a key of `ARCHITECTURES`) with random weights, on `device` ('meta': no memory)."
     import diffusers
@@ -272,12 +282,14 @@ def full_size_denoiser(arch='sdxl', dtype=torch.float16, device='cpu', seed=0, *
     cls = getattr(diffusers, a.get('transformer_class', 'UNet2DConditionModel'))
     with _built_in(dtype, device, seed): return cls(**{**a[kind], **overrides}).eval()
 
+# %% ../nbs/09_testing.ipynb #7cbf0d21
 def full_size_vae(arch='sdxl', dtype=torch.float16, device='cpu', seed=0, **overrides):
     "The VAE of `arch` with random weights, on `device`."
     from diffusers import AutoencoderKL
     a = _arch(arch)
     with _built_in(dtype, device, seed + 1): return AutoencoderKL(**{**a['vae'], **overrides}).eval()
 
+# %% ../nbs/09_testing.ipynb #f8595b65
 def _text_encoder(spec):
     "The text encoder an `ARCHITECTURES` entry describes: T5 (`d_model`), CLIP with projection (`projection_dim`) or CLIP."
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, T5EncoderModel
@@ -285,6 +297,7 @@ def _text_encoder(spec):
     cls = CLIPTextModelWithProjection if spec.get('projection_dim') else CLIPTextModel
     return cls(_clip_config(vocab_size=49408, **spec))
 
+# %% ../nbs/09_testing.ipynb #2adcc59b
 def full_size_text_encoders(arch='sdxl', dtype=torch.float16, device='cpu', seed=0, **overrides):
     "The text encoders `arch` has, with random weights: {'text_encoder': ..., 'text_encoder_2': ..., 'text_encoder_3': ...}."
     a = _arch(arch)
@@ -301,10 +314,12 @@ def _take_tensors(module, built):
         for k in m._buffers: m._buffers[k] = b._buffers[k]
     return module
 
+# %% ../nbs/09_testing.ipynb #3a4a7da6
 def _freed(module, *args, **kwargs):
     raise RuntimeError(f'this {type(module).__name__} was freed to make room for the next model (full_size_pipeline(swap=True)); '
                        'build the pipeline again to run it')
 
+# %% ../nbs/09_testing.ipynb #516579a9
 class _SwapIn:
     "Denoiser forward pre-hook: the first time the denoiser runs, free the modules of `free`, then give it the weights `build()` makes."
     def __init__(self, free, build, device):
@@ -320,18 +335,21 @@ class _SwapIn:
         if torch.device(self.device).type == 'cuda': torch.cuda.synchronize()
         self.done, self.seconds = True, time.perf_counter() - t0
 
+# %% ../nbs/09_testing.ipynb #2eb54d6b
 def _lazy_denoiser(arch, dtype, device, seed, free, overrides):
     "The denoiser of `arch` on `meta`, given memory and weights (those of a direct build from `seed`) when it first runs, after `free` is freed."
     d = full_size_denoiser(arch, dtype, 'meta', seed, **overrides)
     d.register_forward_pre_hook(_SwapIn(free, lambda: full_size_denoiser(arch, dtype, device, seed, **overrides), device))
     return d
 
+# %% ../nbs/09_testing.ipynb #d35f27df
 def _check_overrides(arch, overrides):
     a = _arch(arch)
     parts = [k for k in ('unet', 'transformer', 'vae', 'text_encoder', 'text_encoder_2', 'text_encoder_3') if k in a]
     bad = [k for k in overrides if k not in parts]
     if bad: raise ValueError(f'overrides: {arch} has no {bad}; its components are {parts}')
 
+# %% ../nbs/09_testing.ipynb #1f77f487
 def _flow_pipeline(arch, dtype, device, seed, swap, overrides):
     "SD 3.5 or FLUX.1 at full size: offline CLIP and T5 tokenizers, the published flow-matching sampler."
     import diffusers
@@ -343,6 +361,7 @@ def _flow_pipeline(arch, dtype, device, seed, swap, overrides):
     toks = {k.replace('text_encoder', 'tokenizer'): offline_t5_tokenizer() if 'd_model' in a[k] else offline_clip_tokenizer() for k in tes}
     return getattr(diffusers, a['pipeline'])(transformer=transformer, scheduler=flow_scheduler(a['scheduler']), vae=vae, **tes, **toks)
 
+# %% ../nbs/09_testing.ipynb #4c94831f
 def full_size_pipeline(arch='sdxl', dtype=torch.float16, device='cuda', seed=0, base=None, swap=False, overrides=None):
     "The stock pipeline of `arch` at full size with random weights (offline tokenizers; the paper's DPM-Solver++ for SD/SDXL, the published flow sampler for SD 3.5/FLUX.1)."
     from diffusers import StableDiffusionXLPipeline, StableDiffusionPipeline, StableDiffusionXLImg2ImgPipeline
@@ -372,6 +391,7 @@ def full_size_pipeline(arch='sdxl', dtype=torch.float16, device='cuda', seed=0, 
 # %% ../nbs/09_testing.ipynb #a4e7da86
 def _watched(t): return t.detach().to('cpu', torch.float32, copy=True)
 
+# %% ../nbs/09_testing.ipynb #cb87a744
 @contextlib.contextmanager
 def watch_denoiser(denoiser):
     "Record each call of `denoiser` (UNet or transformer): dict(x, t, raw, out, coda, seconds): input, timestep, raw output, output after the other hooks, CoDA hook active, wall time."
@@ -398,6 +418,7 @@ def watch_denoiser(denoiser):
         for h in handles.values(): h.remove()
         registry.remove_hook('coda_watch_denoiser', recurse=False)
 
+# %% ../nbs/09_testing.ipynb #8ddb7b60
 def _x0(out, x, c, pt):
     "x̂0 predicted by a model output (float64): epsilon or v-prediction (c = ā), flow velocity (c = σ)."
     if pt == 'epsilon': return (x - math.sqrt(1 - c) * out) / math.sqrt(c)
@@ -405,6 +426,7 @@ def _x0(out, x, c, pt):
     if pt == 'flow': return x - c * out
     raise AssertionError(f'unexpected prediction_type {pt!r}')
 
+# %% ../nbs/09_testing.ipynb #44dca46c
 def _base_steps(pipe, steps, denoising_end=None):
     "Per base step: (timestep, the timestep the denoiser is given, σ, the x̂0 coefficient c); and the parametrisation."
     sch = pipe.scheduler
@@ -419,6 +441,7 @@ def _base_steps(pipe, steps, denoising_end=None):
     if denoising_end is not None and denoising_end < 1: ts = [t for t in ts if t >= round(1000 * (1 - denoising_end))]
     return [(t, t, float(sch.sigmas[i]), float(sch.alphas_cumprod[int(t)])) for i, t in enumerate(ts)], sch.config.prediction_type
 
+# %% ../nbs/09_testing.ipynb #43426a4b
 def check_coda_steps(calls, pipe, targets, gamma, guide_frac, steps, guidance_scale, denoising_end=None, rtol=1e-4):
     "Check the denoiser calls of one guided base run (from `watch_denoiser`) against the CoDA rules; one row per step."
     base, pt = _base_steps(pipe, steps, denoising_end)

@@ -55,6 +55,7 @@ def instance_norm(c):
     "Instance norm as the DD literature implements it: `GroupNorm(c, c)` with affine parameters."
     return nn.GroupNorm(c, c, affine=True)
 
+# %% ../nbs/07_training.ipynb #cac8fa23
 class ConvNet(nn.Sequential):
     "The DD literature's ConvNet: `depth` x (conv3x3 -> instance norm -> ReLU -> avgpool 2), then linear."
     def __init__(self, n_classes, size=32, depth=3, width=128, in_ch=3):
@@ -79,6 +80,7 @@ class BasicBlockAP(nn.Module):
         out = self.pool(F.relu(self.n1(self.conv1(x))))
         return F.relu(self.n2(self.conv2(out)) + self.shortcut(x))
 
+# %% ../nbs/07_training.ipynb #0b46666c
 class ResNetAP(nn.Module):
     "ResNetAP (IDC): ResNet with average-pool downsampling and instance norm; `blocks` per stage."
     def __init__(self, n_classes, size=224, blocks=(1, 1, 1, 1), width=64, in_ch=3):
@@ -101,12 +103,16 @@ class ResNetAP(nn.Module):
 
 # %% ../nbs/07_training.ipynb #f488be15
 def convnet(n_classes, image_size, depth=3, width=128): return ConvNet(n_classes, image_size, depth, width)
+
+# %% ../nbs/07_training.ipynb #63dc2020
 def resnetap10(n_classes, image_size, **_): return ResNetAP(n_classes, image_size, (1, 1, 1, 1))
 
+# %% ../nbs/07_training.ipynb #23a6c8aa
 def resnet18(n_classes, image_size, **_):
     import torchvision
     return torchvision.models.resnet18(weights=None, num_classes=n_classes)
 
+# %% ../nbs/07_training.ipynb #dbe30610
 def resnet18_small(n_classes, image_size, **_):
     m = resnet18(n_classes, image_size)
     m.conv1, m.maxpool = nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.Identity()
@@ -117,6 +123,7 @@ def torchvision_student(name, n_classes):
     import torchvision
     return torchvision.models.get_model(name, weights=None, num_classes=n_classes)
 
+# %% ../nbs/07_training.ipynb #6883acc0
 def timm_student(name, n_classes):
     import timm
     return timm.create_model(name, pretrained=False, num_classes=n_classes)
@@ -129,6 +136,7 @@ def make_student(arch, n_classes, image_size, depth=3, width=128):
     lib, _, name = arch.partition(':')
     return STUDENT_LIBRARIES.get(lib)(name, n_classes)
 
+# %% ../nbs/07_training.ipynb #c52c2e01
 def n_params(m):
     "Number of parameters of a module."
     return sum(p.numel() for p in m.parameters())
@@ -136,6 +144,7 @@ def n_params(m):
 # %% ../nbs/07_training.ipynb #74e64c77
 RESAMPLE = {'bilinear': Image.BILINEAR, 'bicubic': Image.BICUBIC, 'lanczos': Image.LANCZOS, 'box': Image.BOX, 'nearest': Image.NEAREST}
 
+# %% ../nbs/07_training.ipynb #13dc9f23
 def _square(im, resize, crop, resample):
     w, h = im.size
     s = resize / min(w, h)
@@ -143,6 +152,7 @@ def _square(im, resize, crop, resample):
     l, t = (im.size[0] - crop) // 2, (im.size[1] - crop) // 2
     return im.crop((l, t, l + crop, t + crop))
 
+# %% ../nbs/07_training.ipynb #61d6e5f1
 def load_images(ds: TargetDataset, image_size, resize=None, resample='bilinear', max_gb=32):
     "All images of `ds` as a `uint8` tensor (n, 3, image_size, image_size) and their labels: short side to `resize` (default `image_size`), centre crop."
     if resample not in RESAMPLE: raise ValueError(f'resample must be one of {list(RESAMPLE)}, got {resample!r}')
@@ -161,11 +171,13 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
 PCA_EIGVEC = ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, -0.6948, 0.4203))
 
+# %% ../nbs/07_training.ipynb #cf2cc519
 def normalize(x):
     "ImageNet mean/std normalisation of float images in [0, 1]."
     m, s = (torch.tensor(v, device=x.device, dtype=x.dtype).view(1, 3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
     return (x - m) / s
 
+# %% ../nbs/07_training.ipynb #5987049a
 def rrc_boxes(n, H, W, scale=(0.5, 1.0), ratio=(3/4, 4/3), g=None, tries=10):
     "torchvision's RandomResizedCrop parameters for `n` images: (x0, y0, w, h) integer tensors."
     area = H * W * torch.empty(n, tries).uniform_(scale[0], scale[1], generator=g)
@@ -180,6 +192,7 @@ def rrc_boxes(n, H, W, scale=(0.5, 1.0), ratio=(3/4, 4/3), g=None, tries=10):
     y0 = torch.floor(torch.rand(n, generator=g) * (H - h + 1))
     return x0, y0, w, h
 
+# %% ../nbs/07_training.ipynb #1f940404
 def crop_resize(x, boxes, size, flip=None):
     "Crop each image of `x` (n, c, H, W) to its box, resize to `size` (bilinear), mirrored where `flip`."
     n, _, H, W = x.shape
@@ -191,13 +204,16 @@ def crop_resize(x, boxes, size, flip=None):
     grid = F.affine_grid(theta, (n, x.shape[1], size, size), align_corners=False)
     return F.grid_sample(x, grid, mode='bilinear', padding_mode='border', align_corners=False)
 
+# %% ../nbs/07_training.ipynb #981c8ce7
 def _grey(x): return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
 
+# %% ../nbs/07_training.ipynb #a5441856
 def jitter_params(n, strength=0.4, g=None):
     "Colour-jitter draws for `n` images: alpha (n, 3) ~ U(-`strength`, `strength`) of brightness, contrast, saturation, and each image's order (n, 3)."
     alpha = torch.empty(n, 3).uniform_(-strength, strength, generator=g)
     return alpha, torch.rand(n, 3, generator=g).argsort(1)
 
+# %% ../nbs/07_training.ipynb #fa9b76ce
 def color_jitter(x, strength=0.4, g=None, params=None):
     "IDC's ColorJitter: brightness, contrast, saturation in a random order per image, each `x.lerp(target, alpha)`, alpha ~ U(-`strength`, `strength`); no clamp."
     n = x.shape[0]
@@ -212,6 +228,7 @@ def color_jitter(x, strength=0.4, g=None, params=None):
         x = torch.lerp(x, target, a)
     return x
 
+# %% ../nbs/07_training.ipynb #29c1e889
 def shuffle_patches(x, factor=2, g=None):
     "RDED's ShufflePatches on a batch: `factor` strips across in a random order, then `factor` strips down; each image its own orders; leftover pixels dropped."
     if factor <= 1: return x
@@ -224,6 +241,7 @@ def shuffle_patches(x, factor=2, g=None):
         x = x.gather(dim, src_idx.view(shape).expand(*x.shape[:dim], factor * t, *x.shape[dim + 1:]))
     return x
 
+# %% ../nbs/07_training.ipynb #63b51be4
 def pca_lighting(x, alphastd=0.1, g=None):
     "AlexNet-style PCA lighting noise with ImageNet's eigenvalues and eigenvectors."
     alpha = torch.randn(x.shape[0], 3, generator=g) * alphastd
@@ -296,6 +314,7 @@ def set_ipc(ds: TargetDataset):
     "Images per class of a set (the largest class)."
     return max(len(c.paths) for c in ds.classes)
 
+# %% ../nbs/07_training.ipynb #9d4856f8
 def eval_epochs(epochs, every, start=0.0):
     "The epochs (1-based) after which the val split is evaluated: every `every` after `start` of training, and the last."
     return sorted({e for e in range(1, epochs + 1) if e % every == 0 and e > start * epochs} | {epochs})
@@ -306,6 +325,7 @@ def step_schedule(lr, epochs, milestones=((2, 3), (5, 6)), gamma=0.2):
     ms = [epochs * a // b for a, b in milestones]   # integer arithmetic, as the reference
     return lambda pos: lr * gamma ** sum(int(pos * epochs + 1e-6) >= m for m in ms)
 
+# %% ../nbs/07_training.ipynb #2ac81732
 def half_cosine_schedule(lr, epochs):
     "RDED's per-epoch factor 0.5 (1 + cos(π epoch / epochs / 2)), ending at half the LR."
     return lambda pos: lr * 0.5 * (1 + math.cos(math.pi * int(pos * epochs + 1e-6) / epochs / 2))
@@ -329,6 +349,7 @@ def load_state_dict_file(path):
         raise ValueError(f'{path} does not hold a state dict of tensors')
     return {k[7:] if k.startswith('module.') else k: v for k, v in sd.items()}
 
+# %% ../nbs/07_training.ipynb #62352495
 def load_teacher(arch, checkpoint, image_size=224, n_classes=None):
     "The teacher network `arch` with the weights of the local file `checkpoint`, in eval mode."
     sd = load_state_dict_file(checkpoint)
@@ -344,6 +365,7 @@ def load_teacher(arch, checkpoint, image_size=224, n_classes=None):
         raise ValueError(f'the checkpoint {checkpoint} does not fit the architecture {arch!r} with {n_classes} classes: {e}') from e
     return m.eval()
 
+# %% ../nbs/07_training.ipynb #204a8140
 def teacher_class_index(ds: TargetDataset, n_teacher_classes):
     "Columns of the teacher's logits for the classes of `ds`: None when they coincide, else the ImageNet indices."
     n = len(ds.classes)
@@ -360,6 +382,7 @@ def kd_loss(student_logits, teacher_logits, T=20.0):
     "KL(batchmean) between log_softmax(student/T) and softmax(teacher/T) (RDED/SRe2L; no T² factor)."
     return F.kl_div(F.log_softmax(student_logits / T, 1), F.softmax(teacher_logits / T, 1), reduction='batchmean')
 
+# %% ../nbs/07_training.ipynb #e3bf816c
 class SoftLabels(Callback):
     "Replace each training batch's targets by the logits of `teacher` on the (mixed) batch, in eval mode, under no_grad."
     order = CutMix.order + 1
@@ -376,10 +399,12 @@ class SoftLabels(Callback):
 # %% ../nbs/07_training.ipynb #7f8d4503
 WD_PARAMS = ('all', 'weights')   # --wd-params: every parameter (IDC/Minimax), or RDED's rule (`decays`)
 
+# %% ../nbs/07_training.ipynb #081f2888
 def decays(name, p) -> bool:
     "RDED's rule (`get_parameters`): weight decay on a parameter whose name contains 'weight' and that has more than one dimension."
     return 'weight' in name and p.ndim > 1
 
+# %% ../nbs/07_training.ipynb #2351e278
 def set_weight_decay(learn: Learner, params='all') -> Learner:
     "Create `learn`'s optimiser with weight decay on every parameter (`params='all'`) or on those `decays` accepts ('weights')."
     if params not in WD_PARAMS: raise ValueError(f'--wd-params must be one of {", ".join(WD_PARAMS)}, got {params!r}')
@@ -387,10 +412,12 @@ def set_weight_decay(learn: Learner, params='all') -> Learner:
     for name, p in learn.model.named_parameters(): learn.opt.state[p]['do_wd'] = params == 'all' or decays(name, p)
     return learn
 
+# %% ../nbs/07_training.ipynb #d3a9fbd8
 def has_running_stats(model) -> bool:
     "Whether `model` has a norm layer with running statistics (batch norm)."
     return any(isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats for m in model.modules())
 
+# %% ../nbs/07_training.ipynb #026aca2e
 class TrainModeForward(Callback):
     "RDED's extra forward: the student, in train mode and under no_grad, on each (mixed) training batch before the graded forward."
     order = max(SoftLabels.order, MixedPrecision.order) + 1   # after CutMix and the teacher, inside mixed precision's autocast
@@ -413,10 +440,12 @@ class ProtocolParts:
     cbs: list = field(default_factory=list)
     one_hot: bool = False
 
+# %% ../nbs/07_training.ipynb #84d6fdc7
 def hard_label_training(cfg: TrainConfig, n_classes, teacher=None, class_index=None) -> ProtocolParts:
     "IDC/Minimax: cross-entropy on the (CutMix-mixed) labels, SGD with coupled (L2) weight decay, LR x0.2 after 2/3 and 5/6 of the epochs."
     return ProtocolParts(CrossEntropyLossFlat(), partial(SGD, mom=cfg.momentum, decouple_wd=False), step_schedule(cfg.lr, cfg.epochs))
 
+# %% ../nbs/07_training.ipynb #dc85fb9d
 def soft_label_training(cfg: TrainConfig, n_classes, teacher=None, class_index=None) -> ProtocolParts:
     "RDED/SRe2L: KL to the teacher's logits on the mixed batch at `cfg.temperature`, AdamW with decoupled weight decay, the half-cosine LR."
     return ProtocolParts(partial(kd_loss, T=cfg.temperature), partial(Adam, mom=cfg.momentum, sqr_mom=0.999, eps=1e-8, decouple_wd=True),
@@ -427,8 +456,10 @@ def default_device(device=None, proc: Process = None):
     "`run_device` as a `torch.device`."
     return torch.device(run_device(device, proc))
 
+# %% ../nbs/07_training.ipynb #3231d0ac
 _threads = torch_threads   # the functions below take an argument named `cpu_threads`
 
+# %% ../nbs/07_training.ipynb #d17b7418
 @torch.no_grad()
 def predict(model, x, bs=500):
     "Logits of `model` (eval mode) on `uint8` images `x`, normalised, in batches."
@@ -439,6 +470,7 @@ def predict(model, x, bs=500):
     model.train(was)
     return out
 
+# %% ../nbs/07_training.ipynb #14515fe3
 class EvalAndLog(Callback):
     "At the given epochs: val top-1 and the clean training loss (the set's own images, unaugmented, eval mode); every epoch: the mean training loss."
     order = 90
@@ -460,6 +492,7 @@ class EvalAndLog(Callback):
 # %% ../nbs/07_training.ipynb #7ffe7e23
 MIXED_PRECISION = {'float32': None, 'bfloat16': 'to_bf16', 'float16': 'to_fp16'}   # --precision -> fastai's mixed precision
 
+# %% ../nbs/07_training.ipynb #99ae1164
 def make_learner(x, y, cfg: TrainConfig, n_classes, seed=0, teacher=None, class_index=None, cbs=None):
     "A fastai `Learner` for one student on `uint8` images `x` with labels `y`, under the resolved recipe `cfg` (`resolve_train`) and its protocol's parts."
     if missing := unresolved(cfg):
@@ -483,6 +516,7 @@ def make_learner(x, y, cfg: TrainConfig, n_classes, seed=0, teacher=None, class_
     if MIXED_PRECISION[cfg.precision]: getattr(learn, MIXED_PRECISION[cfg.precision])()
     return learn
 
+# %% ../nbs/07_training.ipynb #14d22435
 @contextlib.contextmanager
 def alone():
     "Train as a single process: fastai gathers each batch's loss across the processes of a torchrun run (`WORLD_SIZE`), which would tie one student's steps to another's."
@@ -493,6 +527,7 @@ def alone():
         if old is None: os.environ.pop('WORLD_SIZE', None)
         else: os.environ['WORLD_SIZE'] = old
 
+# %% ../nbs/07_training.ipynb #53bebc7b
 def train_student(x, y, xv, yv, cfg: TrainConfig, n_classes, seed=0, teacher=None, class_index=None, show_progress=False,
                   cpu_threads=1):
     "Train one student (resolved `cfg`, one `seed`) and evaluate it on `xv, yv`; returns a dict of the run (with its wall time)."
@@ -517,6 +552,7 @@ def paired_difference(a, b, confidence=0.95) -> dict:
     h = float(t.ppf((1 + confidence) / 2, n - 1) * d.std(ddof=1) / math.sqrt(n))
     return dict(mean=m, lo=m - h, hi=m + h, n=n)
 
+# %% ../nbs/07_training.ipynb #95862a10
 def compare_to(methods: dict, name, baseline) -> dict | None:
     "The paired difference of `name` to `baseline` ('random': name − random; 'full': the gap, full − name); None for the baseline itself and for 'full'."
     if baseline not in methods or name in (baseline, 'full'): return None
@@ -524,6 +560,7 @@ def compare_to(methods: dict, name, baseline) -> dict | None:
     k = min(len(a), len(b))
     return paired_difference(a[:k], b[:k]) if baseline == 'random' else paired_difference(b[:k], a[:k])
 
+# %% ../nbs/07_training.ipynb #e65681e3
 def add_comparisons(methods: dict, hard: dict | None = None) -> dict:
     "Set `vs_random`, `vs_full` and `dd_ranking` (with the hard-label results `hard` of a soft-label run) of every summary in `methods`; returns `methods`."
     for name, v in methods.items(): v['vs_random'], v['vs_full'] = compare_to(methods, name, 'random'), compare_to(methods, name, 'full')
@@ -531,11 +568,13 @@ def add_comparisons(methods: dict, hard: dict | None = None) -> dict:
     for name, v in methods.items(): v['dd_ranking'] = scores.get(name)
     return methods
 
+# %% ../nbs/07_training.ipynb #90192ed1
 def lrs(hlr, ior, lam=0.5):
     "DD-Ranking's label-robust score of a hard label recovery `hlr` and an improvement over random `ior` (top-1 points)."
     a = lam * ior - (1 - lam) * hlr
     return (math.exp(a) - math.exp(-1)) / (math.exp(1) - math.exp(-1))
 
+# %% ../nbs/07_training.ipynb #2394ca53
 def dd_ranking(methods: dict, hard: dict | None = None, lam=0.5) -> dict:
     "name -> DD-Ranking's HLR (hard labels: full − set), IOR (`methods`' protocol: set − random) and LRS of each distilled set, per seed on the best evaluation."
     hard = methods if hard is None else hard
@@ -551,12 +590,15 @@ def dd_ranking(methods: dict, hard: dict | None = None, lam=0.5) -> dict:
                      **{f'{s}_per_seed': per[s] for s in per}, 'lam': lam, 'seeds': k}
     return out
 
+# %% ../nbs/07_training.ipynb #0942f6d1
 FLAT = (0.10, 0.02)   # a converged student's clean training loss falls by at most 10%, or 0.02 nats, between its last two evaluations
 
+# %% ../nbs/07_training.ipynb #e65218c0
 def loss_change(fit_loss) -> float | None:
     "Change of the clean training loss between the last two evaluations, in nats (negative: still falling); None with one evaluation."
     return None if len(fit_loss) < 2 else float(fit_loss[-1] - fit_loss[-2])
 
+# %% ../nbs/07_training.ipynb #d10a9c20
 def flattened(run: dict, tol=FLAT) -> bool:
     "Whether a student (`seed<k>.json`) had converged: its clean training loss fell by at most `tol` (relative, or absolute nats) at the end."
     fl = run.get('fit_loss', [])
@@ -570,19 +612,24 @@ def ranking(results) -> tuple:
     return ({k: t[k] - t['random'] for k in t if k not in ('random', 'full')} if 'random' in t else {},
             {k: t['full'] - t[k] for k in t if k != 'full'} if 'full' in t else {})
 
+# %% ../nbs/07_training.ipynb #8992c882
 def _pm(m, s): return f'{m:.1f} ± {s:.1f}'
 
+# %% ../nbs/07_training.ipynb #2a71b15f
 def _pts(v): return f'{v:+.2f}' if 0 < abs(v) < 0.05 else f'{v:+.1f}'   # a bound near 0 keeps its sign visible
 
+# %% ../nbs/07_training.ipynb #5cf5dfdb
 def _ci(c):
     if c is None: return ''
     return _pts(c['mean']) + ('' if c['lo'] is None else f" [{_pts(c['lo'])}, {_pts(c['hi'])}]")
 
+# %% ../nbs/07_training.ipynb #0f4b21c3
 def _comparison(methods, name, key):
     "The comparison `key` ('vs_random', 'vs_full') of `name`: from the per-seed top-1 of `methods` when they have it, else as stored."
     if all('top1_per_seed' in m for m in methods.values()): return compare_to(methods, name, key[3:])
     return methods[name].get(key)
 
+# %% ../nbs/07_training.ipynb #38389f8c
 def results_table(results) -> str:
     "The markdown table of `results` (`{'methods': {name: summary}}`): one row per set, in order."
     ms = results['methods']
@@ -594,6 +641,7 @@ def results_table(results) -> str:
                     f"{v['seeds']} | {v['epochs']} | {conv} | {_ci(_comparison(ms, name, 'vs_random'))} | {_ci(_comparison(ms, name, 'vs_full'))} |")
     return '\n'.join(rows)
 
+# %% ../nbs/07_training.ipynb #43229c8f
 def ranking_table(results) -> str:
     "The markdown table of DD-Ranking's scores (HLR, IOR, LRS; mean ± std over seeds, best evaluation) of each distilled set; '' without random and full."
     sc = {k: v['dd_ranking'] for k, v in results['methods'].items() if v.get('dd_ranking')}
@@ -603,6 +651,7 @@ def ranking_table(results) -> str:
              for k, s in sc.items()]
     return '\n'.join(rows)
 
+# %% ../nbs/07_training.ipynb #e2b82923
 def convergence_statement(results) -> str:
     "One sentence saying whether every student's clean training loss had flattened at the end of its training."
     ms = results['methods']
@@ -612,6 +661,7 @@ def convergence_statement(results) -> str:
     return (f"Not converged (clean training loss still falling): {', '.join(f'{k} ({n} seed(s))' for k, n in bad.items())}; "
             'train longer (--epoch-scale) before trusting these numbers.')
 
+# %% ../nbs/07_training.ipynb #cfdd5ba6
 def noise_statement(results) -> str:
     "One sentence saying which paired differences of `results` are within noise (their 95% interval contains 0)."
     ms = results['methods']
@@ -637,6 +687,7 @@ def plot_curves(results, ax=None):
     ax.set_xlabel('epoch'); ax.set_ylabel('val top-1 (%)'); ax.legend(fontsize=7); ax.grid(alpha=0.3)
     return ax
 
+# %% ../nbs/07_training.ipynb #ceca9370
 def plot_protocols(hard, soft, ax=None):
     "Final val top-1 (mean ± std over seeds) of each set under the hard- and the soft-label protocol, side by side."
     import matplotlib.pyplot as plt
@@ -654,6 +705,7 @@ def plot_protocols(hard, soft, ax=None):
 _SET_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.+-]*')
 KEEP_WEIGHTS = ('full',)   # sets whose students' weights are saved (a teacher for a later soft-label run)
 
+# %% ../nbs/07_training.ipynb #5c12a422
 def _check_set(name, ds: TargetDataset, val_ds: TargetDataset):
     if not isinstance(name, str) or not _SET_NAME.fullmatch(name):
         raise ValueError(f'set name {name!r} cannot be a folder name: use letters, digits, _ . + - (e.g. coda_core)')
@@ -663,6 +715,7 @@ def _check_set(name, ds: TargetDataset, val_ds: TargetDataset):
     if any(len(c.paths) == 0 for c in ds.classes):
         raise ValueError(f"the set {name!r} has no image of class(es) {[c.id for c in ds.classes if not c.paths][:10]}")
 
+# %% ../nbs/07_training.ipynb #264c68d6
 def stage_config(cfg: TrainConfig) -> dict:
     "The resolved recipe as the evaluation stage records it: not where and how it runs (`device`, `workers`), `seeds` (each seed is an item) or `epoch_scale` (the resolved `epochs` holds it); the teacher's weights by content."
     d = {k: v for k, v in jsonable(cfg).items() if k not in ('device', 'seeds', 'workers', 'epoch_scale')}
@@ -670,16 +723,19 @@ def stage_config(cfg: TrainConfig) -> dict:
         d['teacher_checkpoint'] = dict(file=Path(d['teacher_checkpoint']).name, **file_digest(d['teacher_checkpoint']))
     return d
 
+# %% ../nbs/07_training.ipynb #650fe9a7
 def save_weights_dict(path, state: dict):
     "Save a state dict of tensors as safetensors, atomically."
     from safetensors.torch import save
     data = save({k: v.detach().cpu().contiguous() for k, v in state.items()})
     return atomic_write(path, lambda f: f.write(data))
 
+# %% ../nbs/07_training.ipynb #b6e2de36
 def save_weights(path, model):
     "Save `model`'s weights as safetensors, atomically."
     return save_weights_dict(path, model.state_dict())
 
+# %% ../nbs/07_training.ipynb #d64045ab
 def _teacher_file(cfg: TrainConfig, seed, teachers=None):
     "The weights file of the teacher of seed `seed`'s student: `teachers[seed]` for `--teacher full`, else the one checkpoint; None for a protocol without a teacher."
     if not uses_teacher(cfg.protocol): return None
@@ -689,6 +745,7 @@ def _teacher_file(cfg: TrainConfig, seed, teachers=None):
                          f'with the hard-label protocol and at least as many seeds first (coda_evaluate --protocol soft --teacher full does)')
     return teachers[seed]
 
+# %% ../nbs/07_training.ipynb #2c552956
 def _teacher_for(cfg: TrainConfig, ds: TargetDataset, file):
     "(teacher network, class index) for the weights `file` (None: no teacher)."
     if file is None: return None, None
@@ -696,11 +753,13 @@ def _teacher_for(cfg: TrainConfig, ds: TargetDataset, file):
     with torch.no_grad(): n_t = t(torch.zeros(1, 3, cfg.image_size, cfg.image_size)).shape[1]
     return t, teacher_class_index(ds, n_t)
 
+# %% ../nbs/07_training.ipynb #25a13495
 def _seed_result(r, n_train, n_val):
     "What `seed<k>.json` holds: the run's numbers, no wall time, no path."
     keep = ('seed', 'top1', 'best', 'best_epoch', 'eval_epochs', 'curve', 'train_loss', 'fit_loss', 'steps')
     return dict({k: r[k] for k in keep}, n_train=n_train, n_val=n_val)
 
+# %% ../nbs/07_training.ipynb #e3e7c45d
 def summarise(runs, cfg: TrainConfig, ipc, config=None) -> dict:
     "The summary of one set from its seeds' results (`seed<k>.json`) under the resolved recipe `cfg` (recorded as `config`)."
     t, b = np.array([r['top1'] for r in runs]), np.array([r['best'] for r in runs])
@@ -733,10 +792,12 @@ def _entries(registry, names):
         out.append((a, b, meta))
     return out
 
+# %% ../nbs/07_training.ipynb #ccd0ab56
 def _student_entries(cfg: TrainConfig):
     "(name, builder, metadata) of the registered students `cfg` trains (its arch, a teacher), for a fresh worker; None if a builder cannot go there."
     return _entries(STUDENTS, {cfg.arch, cfg.teacher})
 
+# %% ../nbs/07_training.ipynb #0dd8aaa7
 def _training_workers(cfg: TrainConfig, dev, n_items, cpu_threads, proc):
     "(students trained at once, what the workers register): `n_workers`, or 1 when a registered student or the protocol cannot reach a worker."
     w = n_workers(cfg, dev, n_items, cpu_threads, proc)
@@ -748,6 +809,7 @@ def _training_workers(cfg: TrainConfig, dev, n_items, cpu_threads, proc):
         w = 1
     return w, entries
 
+# %% ../nbs/07_training.ipynb #0337ee90
 def _register_students(entries):
     "A worker's start: register the students and the protocol of the run it does not have."
     for registry, key in ((STUDENTS, 'students'), (PROTOCOLS, 'protocols')):
@@ -763,6 +825,7 @@ def n_workers(cfg: TrainConfig, dev, n_items, cpu_threads=1, proc: Process = Non
     local = int(os.environ.get('LOCAL_WORLD_SIZE', (proc or current_process()).world))   # the processes of the run on this machine
     return max(1, min(n_items, cores // (cpu_threads * local)))
 
+# %% ../nbs/07_training.ipynb #23fc4dc8
 def _train_job(x, y, xv, yv, cfg, n_classes, seed, teacher_file, val_ds, cpu_threads, keep):
     "Train one (set, seed) student (in this process or in a worker): its result, the weights only if `keep`."
     teacher, idx = _teacher_for(cfg, val_ds, teacher_file)
@@ -771,10 +834,12 @@ def _train_job(x, y, xv, yv, cfg, n_classes, seed, teacher_file, val_ds, cpu_thr
     r['state'] = {k: v.detach().cpu() for k, v in model.state_dict().items()} if keep else None
     return r
 
+# %% ../nbs/07_training.ipynb #a53cc958
 def _cost(cfg: TrainConfig, n):
     "Optimiser steps of one student on `n` images: the longest trainings are started first."
     return cfg.epochs * math.ceil((cfg.epoch_images or n) / cfg.batch_size)
 
+# %% ../nbs/07_training.ipynb #f368d0f5
 def _pooled(jobs, w, entries):
     "(key, result) of each `(key, job arguments)` of `jobs` as its student finishes, `w` at once, each in a fresh worker process ('spawn'): the results are those of one process."
     import multiprocessing
@@ -790,6 +855,7 @@ def _pooled(jobs, w, entries):
             for q in procs: q.terminate()
             raise
 
+# %% ../nbs/07_training.ipynb #1f3929f7
 def _students(mine, stages, sets, val_ds, cfg, rcfg, dev, tfiles, cpu_threads, proc):
     "Train the students `mine` ((set name, seed item) pairs), one at a time or several in worker processes; yields each as a `Built` item once its files are written."
     n_classes = len(val_ds.classes)
@@ -816,6 +882,7 @@ def _students(mine, stages, sets, val_ds, cfg, rcfg, dev, tfiles, cpu_threads, p
             save_json(st.path(f'{item}.json'), _seed_result(r, len(data[name][0]), len(val[0])))
             yield Built((name, item), files, dict(top1=r['top1'], best=r['best']))
 
+# %% ../nbs/07_training.ipynb #ea85665a
 def evaluate_sets(sets: dict, val_ds: TargetDataset, cfg: TrainConfig, out_dir, upstream: dict | None = None, overwrite=False,
                   proc: Process = None, cpu_threads=1, show_progress=True, teachers: dict | None = None) -> dict:
     "Train `cfg.seeds` students on each set of `sets` (name -> TargetDataset), test them on `val_ds`; one stage per set in `out_dir/<name>`."
