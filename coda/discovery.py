@@ -21,10 +21,10 @@ from .features import FeatureStore, load_feature_store, VaeEncoder, encode_paths
 log = logging.getLogger('coda')
 
 # %% auto #0
-__all__ = ['log', 'standardize_exact', 'umap_distance_matrix', 'umap_knn', 'standardize_fast', 'umap_fit', 'embed', 'CoreResult',
-           'core_from_embedding', 'discover_core', 'map_2d', 'select_random', 'select_kmeans', 'pick_random',
-           'pick_kmeans', 'core_config', 'build_core_set', 'CoreClass', 'load_core_set', 'show_core_set',
-           'plot_class_map']
+__all__ = ['log', 'WORKER_IDLE_S', 'standardize_exact', 'umap_distance_matrix', 'umap_knn', 'standardize_fast', 'umap_fit',
+           'embed', 'CoreResult', 'core_from_embedding', 'discover_core', 'map_2d', 'select_random', 'select_kmeans',
+           'pick_random', 'pick_kmeans', 'core_config', 'in_workers', 'build_core_set', 'CoreClass', 'load_core_set',
+           'show_core_set', 'plot_class_map']
 
 # %% ../nbs/04_discovery.ipynb #335a0af1
 import numba
@@ -734,13 +734,22 @@ def _workers(n_jobs, n_classes):
     jobs = max(1, min(cores if n_jobs in (-1, None) else n_jobs, n_classes))
     return jobs, max(1, cores // jobs)
 
+# %% ../nbs/04_discovery.ipynb #b7d41e03
+WORKER_IDLE_S = 20   # seconds an idle discovery worker process lives on after its last class (joblib's default: 300)
+
+def in_workers(jobs, n_jobs):
+    "The results of joblib `jobs` run on `n_jobs` worker processes, in order, as they come."
+    from joblib import Parallel, parallel_config
+    with parallel_config(backend='loky', idle_worker_timeout=WORKER_IDLE_S):
+        yield from Parallel(n_jobs=n_jobs, return_as='generator')(jobs)
+
 # %% ../nbs/04_discovery.ipynb #5c122789
 def build_core_set(store_dir, ds: TargetDataset, out_dir, cfg: DiscoveryConfig, method='coda', model=None, upstream=None,
                    overwrite=False, proc: Process = None, show_progress=True) -> dict:
     """Choose each class's representatives from the feature store `store_dir` and write the core set (+ set R) to
     `out_dir` (the 'discovery' stage; resumable). Returns the stage's record. `store_dir` may also be a `FeatureStore`
     that the caller has opened (and so checked) already: it is not checked again."""
-    from joblib import Parallel, delayed
+    from joblib import delayed
     proc = proc or current_process()
     scfg = core_config(cfg, method)
     store = _open_store(store_dir, proc)
@@ -755,7 +764,7 @@ def build_core_set(store_dir, ds: TargetDataset, out_dir, cfg: DiscoveryConfig, 
         from coda.discovery import _select   # the workers import it from the module
         how = _method(method)   # the builder itself goes to the workers: a method registered in user code is not in theirs
         jobs = (delayed(_select)(store.folder, cid, byid[cid].index, scfg, threads, how) for cid in mine)
-        if n_jobs > 1: results = Parallel(n_jobs=n_jobs, return_as='generator')(jobs)
+        if n_jobs > 1: results = in_workers(jobs, n_jobs)
         elif threads > 1 and how[1]: results = _pipelined(store.folder, [(cid, byid[cid].index) for cid in mine], scfg, threads, how)
         else: results = (j[0](*j[1], **j[2]) for j in jobs)
         for cid, res, mp, cost in results:
