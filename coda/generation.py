@@ -161,6 +161,7 @@ def generation_record(pipe, targets, cfg: GenerationConfig):
     "The `config` of the generation stage's record: the settings that decide its files (see above)."
     h, w = generation_size(pipe, cfg)
     d = {k: v for k, v in jsonable(cfg).items() if k != 'device'}
+    if not family_of(pipe).paper_sampler: d['scheduler'] = 'model'   # SD3 and FLUX keep their own sampler whatever was asked
     d.update(height=h, width=w, dtype=str(family_of(pipe).denoiser.dtype).replace('torch.', ''), targets=targets_fingerprint(targets))
     return d
 

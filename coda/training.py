@@ -810,8 +810,8 @@ def _training_workers(cfg: TrainConfig, dev, n_items, cpu_threads, proc):
     return w, entries
 
 # %% ../nbs/07_training.ipynb #0337ee90
-def _register_students(entries):
-    "A worker's start: register the students and the protocol of the run it does not have."
+def _register_entries(entries):
+    "A worker's start: register the students and protocols of the run that it does not have."
     for registry, key in ((STUDENTS, 'students'), (PROTOCOLS, 'protocols')):
         for name, b, meta in entries.get(key) or ():
             if name not in registry: registry.register(name, b, **meta)
@@ -845,7 +845,7 @@ def _pooled(jobs, w, entries):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
     import coda.training as ct   # the workers import the job from the installed module (not from wherever this code runs)
-    with ProcessPoolExecutor(w, mp_context=multiprocessing.get_context('spawn'), initializer=ct._register_students, initargs=(entries,)) as ex:
+    with ProcessPoolExecutor(w, mp_context=multiprocessing.get_context('spawn'), initializer=ct._register_entries, initargs=(entries,)) as ex:
         futs = {ex.submit(ct._train_job, *args): k for k, args in jobs}
         try:
             for f in as_completed(futs): yield futs[f], f.result()
