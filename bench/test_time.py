@@ -2,7 +2,8 @@
 
 Default: runs `nbdev_test` (the README's command: every notebook, cells flagged `slow`, `gpu` or `train` skipped, as many
 workers as nbdev picks on this machine) and prints its wall time beside the load average before and after, then the same
-with `--flags slow` (what `.ci/run` adds) unless `--no-slow`. Other processes on a shared machine lengthen the figures:
+with the slow cells as `.ci/run` runs them (unless `--no-slow`): `nbdev_test --flags slow --path NB` for each notebook
+that has a cell flagged `slow`, each in a process of its own. Other processes on a shared machine lengthen the figures:
 the load average says how much.
 
 `--cells`: runs the notebooks one at a time in this process's child, the way `nbdev_test` does (execnb's CaptureShell in
@@ -10,7 +11,7 @@ the notebook's folder, the same flags skipped; `--flags slow` runs the slow cell
 and its longest cells (the notebook, the cell's number, its seconds, its first line, its flags). Use it to choose the
 cells to flag `slow`.
 
-    python bench/test_time.py                        # nbdev_test, then nbdev_test --flags slow
+    python bench/test_time.py                        # nbdev_test, then each slow notebook with --flags slow
     python bench/test_time.py --no-slow              # only the README's command
     python bench/test_time.py --cells --top 40       # per-notebook and per-cell seconds, default cells only
     python bench/test_time.py --cells --flags slow --path nbs/07_training.ipynb
@@ -34,10 +35,10 @@ def parse():
 def load(): return ' '.join(f'{x:.2f}' for x in os.getloadavg())
 
 
-def time_command(cmd):
-    "Wall seconds and exit status of `cmd` run in the project root, with the load average before and after."
+def time_command(cmd, cwd=ROOT):
+    "Wall seconds and exit status of `cmd` run in `cwd`, with the load average before and after."
     before = load(); t0 = time.time()
-    rc = subprocess.call(cmd, cwd=ROOT)
+    rc = subprocess.call(cmd, cwd=cwd)
     return time.time() - t0, rc, before, load()
 
 
@@ -101,15 +102,23 @@ def cells_mode(a):
     return 1 if failed else 0
 
 
+def slow_notebooks():
+    "The notebooks (relative to nbs/) that have a cell flagged `slow`, as `.ci/run` finds them."
+    return sorted(str(f.relative_to(ROOT/'nbs')) for f in (ROOT/'nbs').rglob('*.ipynb')
+                  if '.ipynb_checkpoints' not in f.parts and '"#| slow' in f.read_text())
+
+
 def main():
     a = parse()
     if a.cells: return cells_mode(a)
-    runs = [['nbdev_test']] + ([] if a.no_slow else [['nbdev_test', '--flags', 'slow']])
-    rc_all = 0
-    for cmd in runs:
-        dt, rc, before, after = time_command(cmd)
+    runs = [(['nbdev_test'], ROOT)] + ([] if a.no_slow else [(['nbdev_test', '--flags', 'slow', '--path', nb], ROOT/'nbs') for nb in slow_notebooks()])
+    rc_all, slow_total = 0, 0.0
+    for cmd, cwd in runs:
+        dt, rc, before, after = time_command(cmd, cwd)
         rc_all |= rc
+        if cwd != ROOT: slow_total += dt
         print(f'{" ".join(cmd)}: {dt:.0f} s ({dt/60:.1f} min), exit {rc}, {os.cpu_count()} CPUs, load {before} -> {after}', flush=True)
+    if not a.no_slow: print(f'slow cells, every notebook: {slow_total:.0f} s ({slow_total/60:.1f} min)')
     return rc_all
 
 
