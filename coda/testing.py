@@ -14,7 +14,7 @@ from .stage import save_json
 from .guidance import paper_scheduler, sd_scheduler_config
 
 # %% auto #0
-__all__ = ['FLOW_SCHEDULERS', 'ARCHITECTURES', 'offline_clip_tokenizer', 'offline_t5_tokenizer', 'tiny_sd_pipeline',
+__all__ = ['FLOW_SCHEDULER_CONFIGS', 'ARCHITECTURES', 'offline_clip_tokenizer', 'offline_t5_tokenizer', 'tiny_sd_pipeline',
            'tiny_sdxl_pipeline', 'tiny_sdxl_refiner', 'flow_scheduler', 'tiny_sd3_pipeline', 'tiny_flux_pipeline',
            'tiny_vae_model', 'full_size_denoiser', 'full_size_vae', 'full_size_text_encoders', 'full_size_pipeline',
            'watch_denoiser', 'check_coda_steps', 'full_size_dtype']
@@ -124,7 +124,7 @@ def tiny_sdxl_refiner(base=None, seed=1):
                                             requires_aesthetics_score=True, force_zeros_for_empty_prompt=False)
 
 # %% ../nbs/09_testing.ipynb #47bf9815
-FLOW_SCHEDULERS = {   # the published FlowMatchEulerDiscreteScheduler configs (scheduler/scheduler_config.json)
+FLOW_SCHEDULER_CONFIGS = {   # the published FlowMatchEulerDiscreteScheduler configs (scheduler/scheduler_config.json)
     'sd3': dict(num_train_timesteps=1000, shift=3.0),   # SD3-medium, SD3.5-medium / large
     'flux-dev': dict(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
                      base_image_seq_len=256, max_image_seq_len=4096),
@@ -134,10 +134,10 @@ FLOW_SCHEDULERS = {   # the published FlowMatchEulerDiscreteScheduler configs (s
 
 # %% ../nbs/09_testing.ipynb #a7adec73
 def flow_scheduler(kind):
-    "A fresh FlowMatchEulerDiscreteScheduler with the published settings of `kind` (a key of `FLOW_SCHEDULERS`)."
+    "A fresh FlowMatchEulerDiscreteScheduler with the published settings of `kind` (a key of `FLOW_SCHEDULER_CONFIGS`)."
     from diffusers import FlowMatchEulerDiscreteScheduler
-    if kind not in FLOW_SCHEDULERS: raise ValueError(f'kind must be one of {list(FLOW_SCHEDULERS)}, got {kind!r}')
-    return FlowMatchEulerDiscreteScheduler(**FLOW_SCHEDULERS[kind])
+    if kind not in FLOW_SCHEDULER_CONFIGS: raise ValueError(f'kind must be one of {list(FLOW_SCHEDULER_CONFIGS)}, got {kind!r}')
+    return FlowMatchEulerDiscreteScheduler(**FLOW_SCHEDULER_CONFIGS[kind])
 
 # %% ../nbs/09_testing.ipynb #a8ecd4f3
 def _t5_config(d_model=64, layers=1, heads=2, d_kv=16, d_ff=64, vocab_size=98, buckets=8, max_distance=16):
