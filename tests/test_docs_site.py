@@ -171,15 +171,25 @@ def file_of(url):
 
 
 @pytest.fixture(scope='module')
-def built():
-    "The site, built with the one docs command (timed)."
+def build_log():
+    "What the one docs command printed, building the site (timed)."
     t = time.time()
     cmd = [sys.executable, str(ROOT/'tools'/'build_docs.py')]
     if NBS != ROOT/'nbs' or SITE != ROOT/'_docs': cmd += ['--nbs', str(NBS), '--out', str(SITE)]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, f'the docs build failed:\n{r.stdout}\n{r.stderr}'
     print(f'\ndocs build: {time.time() - t:.1f}s\n{r.stdout}')
+    return r.stdout
+
+@pytest.fixture(scope='module')
+def built(build_log):
+    "The pages of the built site."
     return build_docs.find_pages(NBS)
+
+def test_no_cell_mixes_imports_and_code(build_log):
+    "The docs build runs every cell that holds an import (as nbdev_docs does), so a test beside an import would run there too."
+    mixed = [l for l in build_log.splitlines() if 'mixes imports and other code' in l]
+    assert not mixed, 'keep imports in cells of their own:\n' + '\n'.join(mixed)
 
 @pytest.fixture(scope='module')
 def browser():
