@@ -1,12 +1,12 @@
 """The whole run on flow-matching models: `coda_distill --model FOLDER` on the digits with a tiny, randomly initialised
 SD3 and FLUX.1 pipeline (`coda.testing`), saved as a diffusers folder the way a downloaded model is. Prints each run's exit
-status, wall time, peak memory and the results table. The weights are random, so the accuracies only show that every
+status, wall time, peak memory (GNU time's maximum resident set size of that run) and the results table. The weights are random, so the accuracies only show that every
 stage ran end to end (features, core discovery, guided generation, evaluation), not what the alignment is worth.
 
     python bench/flow_runs.py                  # both families, in a temporary folder
     python bench/flow_runs.py --family flux --keep /tmp/flow   # keep the runs
 """
-import argparse, resource, shutil, subprocess, sys, tempfile, time
+import argparse, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 
 FLAGS = ['--ipc', '2', '--num-inference-steps', '4', '--gamma', '0.73', '--baselines', 't2i,random', '--seeds', '2', '--epochs', '10']
@@ -31,10 +31,10 @@ def main():
         cmd = [shutil.which('coda_distill'), '--model', str(model), '--out', str(out), *FLAGS, *SIZE[fam]]
         print('$ coda_distill ' + ' '.join(cmd[1:]), flush=True)
         t0 = time.time()
-        r = subprocess.run(cmd, capture_output=True, text=True)
+        r = subprocess.run(['/usr/bin/time', '-f', '%M', '-o', str(root/f'{fam}.rss'), *cmd], capture_output=True, text=True)
         wall = time.time() - t0
-        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20   # the largest child so far, GB
-        print(f'{fam}: exit {r.returncode}, {wall:.1f} s wall, peak RSS of the largest run so far {rss:.2f} GB')
+        rss = int((root/f'{fam}.rss').read_text().split()[-1]) / 2**20   # KB -> GB, this run's own peak
+        print(f'{fam}: exit {r.returncode}, {wall:.1f} s wall, peak RSS {rss:.2f} GB')
         if r.returncode: failed += 1; print(r.stderr[-3000:]); continue
         print(r.stdout.split('\n\n')[0] + '\n', flush=True)
     if not a.keep: shutil.rmtree(root)

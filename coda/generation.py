@@ -160,9 +160,10 @@ def targets_fingerprint(targets):
 def generation_record(pipe, targets, cfg: GenerationConfig):
     "The `config` of the generation stage's record: the settings that decide its files (see above)."
     h, w = generation_size(pipe, cfg)
+    fam = family_of(pipe)
     d = {k: v for k, v in jsonable(cfg).items() if k != 'device'}
-    if not family_of(pipe).paper_sampler: d['scheduler'] = 'model'   # SD3 and FLUX keep their own sampler whatever was asked
-    d.update(height=h, width=w, dtype=str(family_of(pipe).denoiser.dtype).replace('torch.', ''), targets=targets_fingerprint(targets))
+    if not fam.paper_sampler: d['scheduler'] = 'model'   # SD3 and FLUX keep their own sampler whatever was asked
+    d.update(height=h, width=w, dtype=str(fam.denoiser.dtype).replace('torch.', ''), targets=targets_fingerprint(targets))
     return d
 
 # %% ../nbs/06_generation.ipynb #43093c21
